@@ -1,0 +1,5 @@
+"""Allow ``python -m ci``."""
+
+from ci.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""The one way the toolkit runs an external program.
+
+Why one wrapper: every step shells out (helm, kubectl, docker buildx, kubeconform), and every
+one of them needs the same things done right -- an argv tuple (never a shell string), a timeout
+that kills the whole process group, output streamed line by line to whoever is watching while it
+is also captured for the error message, and a clear error when the program is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ci.errors import ProcessError, ToolError
+
+#: Called with each line (without the newline) and the stream name, "stdout" or "stderr".
+LineSink = Callable[[str, str], None]
+
+#: How many trailing lines of output go into an error message.
+ERROR_TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished program produced."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float = field(default=0.0, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    """Render argv for a message, quoting only where a reader would need it."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
+    """The last ``lines`` non-empty lines of ``text``: the part of a log that explains a failure."""
+    kept = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float | None = 600,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    on_line: LineSink | None = None,
+    what: str | None = None,
+) -> Result:
+    """Run ``argv`` and return its result.
+
+    ``env`` is added on top of the current environment. ``on_line`` receives output as it
+    arrives; output is always captured too. With ``check`` a non-zero exit raises
+    ``ProcessError`` carrying the tail of the output. ``what`` names the action in messages
+    ("helm upgrade", "build backend"); it defaults to the program name.
+    """
+    args = tuple(str(a) for a in argv)
+    label = what or os.path.basename(args[0])
+    full_env = {**os.environ, **env} if env is not None else None
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolError(f"{args[0]}: program not found (needed for {label})") from exc
+    except PermissionError as exc:
+        raise ToolError(f"{args[0]}: not executable (needed for {label})") from exc
+    out, err, timed_out = _communicate(proc, input, timeout, on_line)
+    result = Result(args, proc.returncode, out, err, time.monotonic() - started)
+    if timed_out:
+        raise ProcessError(
+            f"{label} timed out after {timeout:g}s: {format_argv(args)}",
+            detail=tail(err or out),
+        )
+    if check and not result.ok:
+        raise ProcessError(
+            f"{label} failed with exit code {result.returncode}: {format_argv(args)}",
+            detail=tail(err) or tail(out),
+        )
+    return result
+
+
+def _communicate(
+    proc: subprocess.Popen[str],
+    input: str | None,  # noqa: A002
+    timeout: float | None,
+    on_line: LineSink | None,
+) -> tuple[str, str, bool]:
+    """Pump stdout and stderr line by line until exit or deadline; kill the group on timeout."""
+    if input is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(input)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        while sel.get_map():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                _kill_group(proc)
+                return "".join(chunks["stdout"]), "".join(chunks["stderr"]), True
+            for key, _ in sel.select(timeout=remaining):
+                line = key.fileobj.readline()  # type: ignore[union-attr]
+                if not line:
+                    sel.unregister(key.fileobj)
+                    continue
+                chunks[key.data].append(line)
+                if on_line is not None:
+                    on_line(line.rstrip("\n"), key.data)
+    proc.wait()
+    return "".join(chunks["stdout"]), "".join(chunks["stderr"]), False
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Stop the program and anything it started, politely first."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
