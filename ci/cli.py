@@ -54,7 +54,8 @@ def handle_errors(func: F) -> F:
         except CiError as exc:
             from ci import gha
 
-            gha.error(exc.message, location=exc.location)
+            for problem in getattr(exc, "problems", [exc]):
+                gha.error(problem.message, location=problem.location)
             if exc.detail:
                 gha.detail(exc.detail)
             sys.exit(exc.exit_code)

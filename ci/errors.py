@@ -53,6 +53,16 @@ class ConfigError(CiError):
     exit_code = EXIT_USAGE
 
 
+class ConfigInvalid(ConfigError):
+    """Several problems found in one file, reported together so one run shows them all."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first.message + more, location=first.location)
+        self.problems = problems
+
+
 class ToolError(CiError):
     """A required program is missing, too old, or not runnable."""
 

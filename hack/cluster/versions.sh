@@ -1,0 +1,8 @@
+# Pinned versions of everything the built-in cluster builds from source. Sourced by the other scripts.
+# kubelet 1.34 is the newest that still runs on cgroup v1 without an opt-out (1.35 wants failCgroupV1: false).
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
+LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.32}
+NGINX_INGRESS_MODULE=${NGINX_INGRESS_MODULE:-github.com/nginx/kubernetes-ingress}
+NGINX_INGRESS_VERSION=${NGINX_INGRESS_VERSION:-v5.2.1}
