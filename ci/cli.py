@@ -107,7 +107,9 @@ def config_group() -> None:
 def config_validate(ctx: Context) -> None:
     """Check the configuration against its schema and that the files it names exist."""
     cfg = ctx.config
-    click.echo(f"{cfg.path}: valid ({len(cfg.images)} images, {len(cfg.environments)} environments)")
+    click.echo(
+        f"{cfg.path}: valid ({len(cfg.images)} images, {len(cfg.environments)} environments)"
+    )
 
 
 @config_group.command("show")
@@ -119,3 +121,63 @@ def config_show(ctx: Context, as_json: bool) -> None:
     from ci import config
 
     click.echo(config.dump(ctx.config, as_json=as_json), nl=False)
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+@main.group("tools")
+def tools_group() -> None:
+    """Build and list the pinned external tools (helm, kubectl, kubeconform, buildx, ...)."""
+
+
+@tools_group.command("install")
+@click.argument("names", nargs=-1)
+@handle_errors
+def tools_install(names: tuple[str, ...]) -> None:
+    """Build pinned tools into .tools/bin, skipping those already at the pinned version."""
+    from ci import tools
+
+    def progress(name: str, message: str) -> None:
+        if message.startswith("building "):
+            click.echo(f"{name}: {message}", err=True)
+
+    for r in tools.install(list(names) or None, on_progress=progress):
+        click.echo(f"{r.action:<8} {r.name:<12} {r.version:<9} {r.seconds:6.1f}s  {r.path}")
+        for note in r.notes:
+            click.echo(f"{'':<8} {note}")
+
+
+@tools_group.command("list")
+def tools_list() -> None:
+    """Show each pinned tool: version, minimum accepted, and the Go package it is built from."""
+    from ci import gha, tools
+
+    rows = [[s.name, s.version, f">= {s.minimum}", s.package] for s in tools.TOOLS.values()]
+    click.echo(gha.text_table(["tool", "pinned", "accepts", "package"], rows), nl=False)
+
+
+@main.command("doctor")
+@handle_errors
+def doctor() -> None:
+    """Report each tool's version, where it came from, and what is missing or too old."""
+    from ci import gha, tools
+    from ci.errors import EXIT_ENVIRONMENT
+
+    statuses = tools.doctor()
+    rows = [
+        [
+            s.name,
+            s.version or "-",
+            s.source,
+            str(s.path or "-"),
+            s.status + ("" if s.required else " (optional)"),
+        ]
+        for s in statuses
+    ]
+    click.echo(gha.text_table(["tool", "version", "source", "path", "status"], rows), nl=False)
+    problems = [s for s in statuses if not s.ok]
+    for s in problems:
+        click.echo(f"{s.name}: {s.hint}", err=True)
+    if any(s.required for s in problems):
+        sys.exit(EXIT_ENVIRONMENT)

@@ -205,7 +205,14 @@ def expand_env(data: Any, env: dict[str, str] | None = None) -> Any:
         return value if value else (match.group(2) or "")
 
     if isinstance(data, str):
-        return _ENV_REF.sub(sub, data)
+        expanded = _ENV_REF.sub(sub, data)
+        if expanded != data and _ENV_REF.fullmatch(data) and expanded:
+            # A value that is one reference takes the type the text has in YAML,
+            # so `insecure: ${FLAG:-false}` is a boolean, not the string "false".
+            typed = yaml.safe_load(expanded)
+            if isinstance(typed, bool | int | float):
+                return typed
+        return expanded
     if isinstance(data, dict):
         return {k: expand_env(v, env) for k, v in data.items()}
     if isinstance(data, list):
@@ -286,7 +293,7 @@ def _validator_for(base: Path) -> Any:
             ok = target.is_file() if kind == "file" else target.is_dir()
             if not ok:
                 what = "file" if kind == "file" else "folder"
-                yield ValidationError(f"{what} '{instance}' does not exist (relative to {base})")
+                yield ValidationError(f"{what} '{instance}' does not exist (looked for {target})")
 
         return check
 
@@ -298,6 +305,8 @@ def _validator_for(base: Path) -> Any:
 def _error_path(error: Any) -> KeyPath:
     """Where an error points: for unknown or invalid keys, the key itself, not its parent."""
     where: KeyPath = tuple(error.absolute_path)
+    if "propertyNames" in error.relative_schema_path and isinstance(error.instance, str):
+        return (*where, error.instance)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
@@ -338,6 +347,8 @@ def _show(value: Any) -> str:
 def describe(error: Any) -> str:
     """What was expected and what was found, for one jsonschema error."""
     v, sch, inst = error.validator, error.schema, error.instance
+    if "propertyNames" in error.relative_schema_path:
+        return f"invalid key {_show(inst)}: expected to match {sch.get('pattern')}"
     if v == "additionalProperties" and isinstance(inst, dict):
         allowed = sorted(sch.get("properties", {}))
         extra = sorted(k for k in inst if k not in allowed)
@@ -349,7 +360,8 @@ def describe(error: Any) -> str:
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
         wanted = "mapping" if wanted == "object" else wanted
-        return f"expected {wanted}, got {_type_name(inst)} {_show(inst)}"
+        found = "nothing" if inst is None else f"{_type_name(inst)} {_show(inst)}"
+        return f"expected {wanted}, got {found}"
     if v == "enum":
         return f"expected one of: {', '.join(map(str, sch['enum']))}; got {_show(inst)}"
     if v == "const":
@@ -357,12 +369,11 @@ def describe(error: Any) -> str:
     if v == "pattern":
         hint = f" ({sch['description']})" if "description" in sch else ""
         return f"invalid value {_show(inst)}: expected to match {sch['pattern']}{hint}"
-    if v == "propertyNames":
-        return f"invalid key {_show(inst)}: expected to match {sch['propertyNames']['pattern']}"
     if v == "oneOf" and "description" in sch:
         return f"expected {sch['description'][0].lower()}{sch['description'][1:].rstrip('.')}; got {_show(inst)}"
     if v in ("minItems", "minProperties"):
-        return f"expected at least {error.validator_value} entries, got {len(inst)}"
+        n = error.validator_value
+        return f"expected at least {n} {'entry' if n == 1 else 'entries'}, got {len(inst)}"
     if v == "minLength":
         return "expected a non-empty string"
     if v == "maxLength":

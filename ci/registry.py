@@ -1,0 +1,346 @@
+"""The OCI registry HTTP API: manifest lookups, digests, tagging, with retries.
+
+Why talk to the registry directly: adding a tag to an image that is already pushed is one
+manifest GET and one PUT, with no layer moving anywhere -- that is what makes "nothing changed"
+runs fast. The same client reads an image's config (labels, user) so tests and diagnosis look
+at what the registry really serves, not at a local copy.
+
+Transient failures (connection refused, timeouts, 429 and 5xx answers) are retried with
+exponential backoff; what is still failing after that becomes one ``RegistryError`` line
+naming the registry and the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ci.errors import RegistryError
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+
+#: Answers worth trying again: the registry is overloaded or restarting.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry stores it: the exact bytes matter, they define the digest."""
+
+    digest: str
+    media_type: str
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+
+def split_reference(ref: str) -> tuple[str, str, str]:
+    """``host/path/name:tag`` or ``...@sha256:...`` -> (host, repository path, tag or digest).
+
+    A reference without a registry host (``debian:bookworm``) is on Docker Hub, whose API
+    host and ``library/`` prefix differ from the name people write.
+    """
+    name, ref_part = ref, "latest"
+    if "@" in name:
+        name, ref_part = name.split("@", 1)
+    else:
+        last = name.rsplit("/", 1)[-1]
+        if ":" in last:
+            name, ref_part = name.rsplit(":", 1)
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest, ref_part
+    path = name if "/" in name else f"library/{name}"
+    return "registry-1.docker.io", path, ref_part
+
+
+def is_loopback(host: str) -> bool:
+    """Registries on this machine speak plain HTTP without any daemon configuration."""
+    bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return bare in ("localhost", "::1") or bare.startswith("127.")
+
+
+@dataclass
+class Client:
+    """A small registry API client for one registry host.
+
+    ``sleep`` is injectable so tests of the retry policy do not wait.
+    """
+
+    host: str
+    insecure: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        scheme = "http" if self.insecure or is_loopback(self.host) else "https"
+        return f"{scheme}://{self.host}"
+
+    # ------------------------------------------------------------------------- requests
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        scope: str = "",
+        ok: tuple[int, ...] = (200,),
+        missing_ok: bool = False,
+    ) -> requests.Response | None:
+        """Send one API request with retries, backoff and token auth.
+
+        Returns None for a 404 when ``missing_ok``; raises ``RegistryError`` otherwise.
+        """
+        url = f"{self.base_url}/v2/{path}"
+        what = f"{method} {self.host}/v2/{path}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                resp = self._send(method, url, headers, data, scope)
+            except requests.RequestException as exc:
+                last = f"registry {self.host} unreachable: {_reason(exc)}"
+                continue
+            if resp.status_code in ok:
+                return resp
+            if resp.status_code == 404 and missing_ok:
+                return None
+            last = f"registry refused {what}: HTTP {resp.status_code} {_error_text(resp)}"
+            if resp.status_code not in RETRY_STATUSES:
+                break
+        tries = f" (after {self.retries + 1} attempts)" if self.retries and "unreachable" in last else ""
+        raise RegistryError(last + tries)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        scope: str,
+    ) -> requests.Response:
+        """One HTTP exchange; on a 401 challenge, authenticate once and repeat it."""
+        hdrs = dict(headers or {})
+        token = self._tokens.get(scope)
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        resp = self.session.request(
+            method, url, headers=hdrs, data=data, timeout=self.timeout, allow_redirects=True
+        )
+        if resp.status_code != 401 or "Authorization" in hdrs:
+            return resp
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if challenge.lower().startswith("basic") and self.username:
+            return self.session.request(
+                method,
+                url,
+                headers=hdrs,
+                data=data,
+                timeout=self.timeout,
+                auth=(self.username, self.password or ""),
+            )
+        if challenge.lower().startswith("bearer"):
+            self._tokens[scope] = self._token(challenge, scope)
+            hdrs["Authorization"] = f"Bearer {self._tokens[scope]}"
+            return self.session.request(method, url, headers=hdrs, data=data, timeout=self.timeout)
+        return resp
+
+    def _token(self, challenge: str, scope: str) -> str:
+        """Fetch a bearer token from the realm the registry named (GHCR, Docker Hub)."""
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        realm = params.pop("realm", "")
+        if not realm:
+            raise RegistryError(f"registry {self.host} sent an auth challenge without a realm")
+        if scope:
+            params["scope"] = scope
+        auth = (self.username, self.password or "") if self.username else None
+        resp = self.session.get(realm, params=params, auth=auth, timeout=self.timeout)
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"registry {self.host}: token request refused: HTTP {resp.status_code}"
+                " (check the registry credentials)"
+            )
+        body = resp.json()
+        return str(body.get("token") or body.get("access_token") or "")
+
+    # ------------------------------------------------------------------------- API
+
+    def ping(self) -> None:
+        """Raise ``RegistryError`` unless the registry answers its API root."""
+        self.request("GET", "", ok=(200, 401))
+
+    def digest(self, repo: str, ref: str) -> str | None:
+        """The manifest digest a tag points to, or None when the tag does not exist."""
+        resp = self.request(
+            "HEAD",
+            f"{repo}/manifests/{ref}",
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            scope=f"repository:{repo}:pull",
+            missing_ok=True,
+        )
+        if resp is None:
+            return None
+        found = resp.headers.get("Docker-Content-Digest")
+        if found:
+            return found
+        manifest = self.manifest(repo, ref)
+        return manifest.digest if manifest else None
+
+    def manifest(self, repo: str, ref: str) -> Manifest | None:
+        """The manifest (bytes and media type) of a tag or digest, or None when missing."""
+        resp = self.request(
+            "GET",
+            f"{repo}/manifests/{ref}",
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            scope=f"repository:{repo}:pull",
+            missing_ok=True,
+        )
+        if resp is None:
+            return None
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if not media_type:
+            media_type = str(json.loads(resp.content).get("mediaType", DOCKER_MANIFEST))
+        digest = resp.headers.get("Docker-Content-Digest") or _sha256(resp.content)
+        return Manifest(digest=digest, media_type=media_type, body=resp.content)
+
+    def put_manifest(self, repo: str, tag: str, manifest: Manifest) -> str:
+        """Point ``tag`` at ``manifest``; return the digest the registry reports."""
+        resp = self.request(
+            "PUT",
+            f"{repo}/manifests/{tag}",
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.body,
+            scope=f"repository:{repo}:pull,push",
+            ok=(200, 201),
+        )
+        assert resp is not None
+        return resp.headers.get("Docker-Content-Digest") or manifest.digest
+
+    def tag(self, repo: str, source: str, tags: list[str]) -> list[str]:
+        """Add ``tags`` to the manifest ``source`` (tag or digest), in order.
+
+        Tags that already point there are left alone, so tagging the same content twice
+        writes nothing. Returns the tags that were written.
+        """
+        manifest = self.manifest(repo, source)
+        if manifest is None:
+            raise RegistryError(f"registry {self.host}: {repo}@{source} not found, cannot tag it")
+        written = []
+        for tag in tags:
+            if self.digest(repo, tag) == manifest.digest:
+                continue
+            self.put_manifest(repo, tag, manifest)
+            written.append(tag)
+        return written
+
+    def delete(self, repo: str, digest: str) -> bool:
+        """Delete a manifest by digest; False when the registry does not allow deletes."""
+        resp = self.request(
+            "DELETE",
+            f"{repo}/manifests/{digest}",
+            scope=f"repository:{repo}:delete",
+            ok=(200, 202),
+            missing_ok=True,
+        )
+        return resp is not None
+
+    def tags(self, repo: str) -> list[str]:
+        """The repository's tags (empty when the repository does not exist)."""
+        resp = self.request(
+            "GET", f"{repo}/tags/list?n=1000", scope=f"repository:{repo}:pull", missing_ok=True
+        )
+        if resp is None:
+            return []
+        return list(resp.json().get("tags") or [])
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        """A blob's content (used for image configs, which are small)."""
+        resp = self.request("GET", f"{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
+        assert resp is not None
+        return resp.content
+
+    def image_config(self, repo: str, ref: str, platform: str = "linux/amd64") -> dict[str, Any]:
+        """The image config (``config.Labels``, ``config.User``...) for one platform."""
+        manifest = self.manifest(repo, ref)
+        if manifest is None:
+            raise RegistryError(f"registry {self.host}: {repo}:{ref} not found")
+        if manifest.is_index:
+            child = pick_platform(manifest.json(), platform)
+            if child is None:
+                raise RegistryError(f"registry {self.host}: {repo}:{ref} has no {platform} image")
+            manifest = self.manifest(repo, child)
+            if manifest is None:
+                raise RegistryError(f"registry {self.host}: {repo}@{child} not found")
+        config_digest = manifest.json()["config"]["digest"]
+        data: dict[str, Any] = json.loads(self.blob(repo, config_digest))
+        return data
+
+
+def pick_platform(index: dict[str, Any], platform: str) -> str | None:
+    """The digest of the index entry for ``os/arch[/variant]``, skipping attestations."""
+    want = platform.split("/")
+    for entry in index.get("manifests", []):
+        plat = entry.get("platform") or {}
+        have = [plat.get("os", ""), plat.get("architecture", "")]
+        if len(want) > 2:
+            have.append(plat.get("variant", ""))
+        if have == want:
+            return str(entry["digest"])
+    return None
+
+
+def _sha256(body: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The innermost cause of a connection failure, short enough for one line."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out",
+                   "Temporary failure in name resolution", "No route to host"):
+        if marker.lower() in text.lower():
+            return marker.lower()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _error_text(resp: requests.Response) -> str:
+    """The registry's own error code and message, when it sent the standard error body."""
+    try:
+        errors = resp.json().get("errors") or []
+    except ValueError:
+        return resp.reason or ""
+    if errors:
+        first = errors[0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    return resp.reason or ""

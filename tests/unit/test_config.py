@@ -1,0 +1,148 @@
+"""Configuration loading: every malformed file gives one line with file, line and key path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ci import config
+from ci.cli import main
+from ci.errors import ConfigError, ConfigInvalid
+
+DATA = Path(__file__).parent.parent / "data" / "config"
+BAD = DATA / "bad"
+EXPECTED: dict[str, dict[str, object]] = json.loads((BAD / "expected.json").read_text())
+
+
+def test_at_least_thirty_malformed_configurations_are_kept() -> None:
+    assert len(EXPECTED) >= 30
+    assert sorted(p.stem for p in BAD.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_malformed_configuration_is_rejected_with_one_line(name: str) -> None:
+    path = BAD / f"{name}.yaml"
+    expected = EXPECTED[name]
+    result = CliRunner().invoke(main, ["-c", str(path), "config", "validate"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    head = f"error: {path}:{expected['line']}: "
+    assert lines[0].startswith(head), lines[0]
+    message = lines[0][len(head):]
+    if expected.get("prefix"):
+        assert message.startswith(str(expected["message"])), message
+    else:
+        assert message == expected["message"]
+    assert "Traceback" not in result.output
+
+
+def test_malformed_configuration_through_the_console_script_has_no_traceback() -> None:
+    path = BAD / "image-unknown-key.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci", "-c", str(path), "config", "validate"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_several_problems_are_all_reported_in_file_order(tmp_path: Path) -> None:
+    text = (BAD / "image-unknown-key.yaml").read_text().replace("namespace: demo-staging", "namespace: X")
+    path = BAD / "tmp-several.yaml"
+    path.write_text(text)
+    try:
+        with pytest.raises(ConfigInvalid) as info:
+            config.load(path)
+    finally:
+        path.unlink()
+    assert [p.location.line for p in info.value.problems if p.location] == [9, 13]
+    assert "(and 1 more)" in info.value.message
+
+
+def test_missing_configuration_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["-c", str(tmp_path / "ci.yaml"), "config", "validate"])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 'ci.yaml'}: configuration file not found\n"
+
+
+def test_good_configuration_resolves_defaults_and_paths() -> None:
+    cfg = config.load(DATA / "good.yaml")
+    assert cfg.project == "demo"  # the chart's name
+    assert cfg.images[0].dockerfile == (DATA / "files" / "Dockerfile").resolve()
+    assert cfg.images[0].platforms == ("linux/amd64",)
+    assert cfg.images[0].values_key == "api"
+    env = cfg.environment("staging")
+    assert (env.release, env.timeout, env.approval) == ("demo", 600, False)
+    assert cfg.smoke.deadline == 180
+    assert cfg.registry.repository("api") == "127.0.0.1:5000/demo/api"
+    assert cfg.data["registry"]["insecure"] is False
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    cfg = config.load(DATA / "good.yaml")
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(expected one of: staging\)"):
+        cfg.environment("qa")
+
+
+def test_config_show_prints_defaults() -> None:
+    result = CliRunner().invoke(main, ["-c", str(DATA / "good.yaml"), "config", "show", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["environments"]["staging"]["timeout"] == "10m"
+    assert shown["registry"]["username_env"] == "REGISTRY_USERNAME"
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("${HOST:-ghcr.io}", {}, "ghcr.io"),
+        ("${HOST:-ghcr.io}", {"HOST": "127.0.0.1:5000"}, "127.0.0.1:5000"),
+        ("${HOST:-ghcr.io}", {"HOST": ""}, "ghcr.io"),
+        ("${FLAG:-false}", {}, False),
+        ("${FLAG:-false}", {"FLAG": "true"}, True),
+        ("${N:-3}", {}, 3),
+        ("pre-${X}-post", {"X": "mid"}, "pre-mid-post"),
+        ("cost: $$5", {}, "cost: $5"),
+        ("${UNSET}", {}, ""),
+    ],
+)
+def test_environment_references_expand(value: str, env: dict[str, str], expected: object) -> None:
+    assert config.expand_env(value, env) == expected
+
+
+def test_empty_build_arg_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (DATA / "good.yaml").read_text().replace(
+        "    context: files/ctx\n",
+        "    context: files/ctx\n    build_args: {BASE: '${BASE_X:-}', KEEP: 'yes'}\n",
+    )
+    path = DATA / "tmp-args.yaml"
+    path.write_text(text)
+    monkeypatch.delenv("BASE_X", raising=False)
+    try:
+        assert config.load(path).images[0].build_args == {"KEEP": "yes"}
+        monkeypatch.setenv("BASE_X", "local/jre:bookworm")
+        assert config.load(path).images[0].build_args["BASE"] == "local/jre:bookworm"
+    finally:
+        path.unlink()
+
+
+@pytest.mark.parametrize(("text", "expected"), [(90, 90), ("90s", 90), ("5m", 300), ("1h30m", 5400)])
+def test_durations(text: int | str, expected: int) -> None:
+    assert config.seconds(text) == expected
+
+
+def test_project_configuration_is_valid_when_its_files_exist() -> None:
+    """The repository's own ci.yaml must at least pass the schema (files are checked in CI)."""
+    root = Path(__file__).parents[2]
+    data, lines = config.read_yaml_with_lines(root / "ci.yaml")
+    from jsonschema import Draft202012Validator
+
+    assert list(Draft202012Validator(config.schema()).iter_errors(data)) == []
+    assert lines[("environments", "prod", "approval")] > 1
