@@ -62,7 +62,7 @@ def test_several_problems_are_all_reported_in_file_order(tmp_path: Path) -> None
             config.load(path)
     finally:
         path.unlink()
-    assert [p.location.line for p in info.value.problems if p.location] == [9, 13]
+    assert [p.location.line for p in info.value.problems if p.location] == [9, 14]
     assert "(and 1 more)" in info.value.message
 
 
