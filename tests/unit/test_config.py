@@ -146,3 +146,11 @@ def test_project_configuration_is_valid_when_its_files_exist() -> None:
 
     assert list(Draft202012Validator(config.schema()).iter_errors(data)) == []
     assert lines[("environments", "prod", "approval")] > 1
+
+
+def test_config_error_is_an_actions_annotation_under_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    path = BAD / "env-unknown-key.yaml"
+    result = CliRunner().invoke(main, ["-c", str(path), "config", "validate"])
+    assert result.exit_code == 2
+    assert result.stdout.startswith(f"::error file={path},line=15::environments.staging.kubecontext:")
