@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (once) the binaries the built-in cluster runs, from the Go module proxy, into a cache
-# shared by every clone on the machine:  hack/cluster/build.sh [k8s|etcd|coredns|localpath|ingress|all]
+# shared by every clone on the machine:  hack/cluster/build.sh [k8s|etcd|coredns|pause|localpath|all]
 # The cache is keyed by version, so a second cluster-up (or a new clone) never recompiles.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +70,17 @@ build_coredns() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_localpath() {
+  local out=$cache/bin/local-path-$LOCAL_PATH_VERSION
+  [[ -x $out/local-path-provisioner ]] && return 0
+  log "building local-path-provisioner $LOCAL_PATH_VERSION"
+  local dir=$work/local-path-$LOCAL_PATH_VERSION m=github.com/rancher/local-path-provisioner
+  wrapper "$dir" "$m" "$LOCAL_PATH_VERSION" </dev/null
+  (cd "$dir" && go get "$m@$LOCAL_PATH_VERSION" &&
+    mkdir -p "$out.tmp" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/local-path-provisioner" "$m")
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 build_pause() { # a static pause: sleep until a signal; no libc needed
   local out=$cache/bin/pause-1
   [[ -x $out/pause ]] && return 0
@@ -84,6 +95,7 @@ case ${1:-all} in
   etcd) build_etcd ;;
   coredns) build_coredns ;;
   pause) build_pause ;;
-  all) build_pause; build_etcd; build_coredns; build_k8s ;;
-  *) echo "usage: $0 [k8s|etcd|coredns|pause|all]" >&2; exit 2 ;;
+  localpath) build_localpath ;;
+  all) build_pause; build_etcd; build_coredns; build_localpath; build_k8s ;;
+  *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|all]" >&2; exit 2 ;;
 esac

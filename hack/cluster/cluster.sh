@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# A single-node Kubernetes cluster built from source, for machines where kind cannot run.
+#   hack/cluster/cluster.sh up|down|status|env
+# up:     build (cached) and start etcd, the control plane, containerd (own socket, root and
+#         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage and the
+#         ingress controller; prints the kubeconfig path.
+# down:   stop every process it started, unmount every mount, delete its interfaces, iptables
+#         rules and state; Docker keeps working.
+# status: exit 0 when the API answers and the node is Ready; prints cluster.json.
+# Settings (environment): CLUSTER_STATE (/run/schedule-ci/cluster), CLUSTER_DATA
+# (/var/lib/schedule-ci/cluster), CLUSTER_CACHE (~/.cache/schedule-ci/cluster),
+# CLUSTER_API_PORT (6443), CLUSTER_INGRESS_PORT (18080), CLUSTER_NODE_IP (10.254.254.1).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$here/versions.sh"
+
+STATE=${CLUSTER_STATE:-/run/schedule-ci/cluster}
+DATA=${CLUSTER_DATA:-/var/lib/schedule-ci/cluster}
+CACHE=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
+API_PORT=${CLUSTER_API_PORT:-6443}
+INGRESS_PORT=${CLUSTER_INGRESS_PORT:-18080}
+NODE_IP=${CLUSTER_NODE_IP:-10.254.254.1}
+NODE_NAME=${CLUSTER_NODE_NAME:-schedule-ci}
+NODE_DEV=sci0     # dummy interface holding the node IP: stable whatever the host's network is
+BRIDGE=cni0
+CLUSTER_CIDR=10.244.0.0/16
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+API_SVC_IP=10.96.0.1
+DNS_IP=10.96.0.10
+ETCD_CLIENT=127.0.0.1:23790
+ETCD_PEER=127.0.0.1:23800
+REGISTRY=${CLUSTER_REGISTRY:-127.0.0.1:5000}
+FWD_CHAIN=SCI-FORWARD
+KBIN=$CACHE/bin/k8s-$K8S_VERSION
+ETCD=$CACHE/bin/etcd-$ETCD_VERSION/etcd
+SOCK=$STATE/containerd/containerd.sock
+PKI=$STATE/pki
+KUBECONFIG_ADMIN=$STATE/kubeconfig
+# kubelet tunes these kernel settings; down puts the machine's values back
+SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory)
+
+log() { echo "cluster: $*" >&2; }
+die() { echo "cluster: error: $*" >&2; exit 1; }
+kubectl() { "$KBIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds
+wait_for() {
+  local what=$1 limit=$2; shift 2
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= end)); then
+      log "timed out after ${limit}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- processes
+
+start() { # start NAME ARGV...: run detached, log to $STATE/logs/NAME.log, remember the pid
+  local name=$1; shift
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pids/$name.pid"
+}
+
+running() { # running NAME: the process from start NAME is alive
+  local f=$STATE/pids/$1.pid
+  [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+stop() { # stop NAME: SIGTERM, then SIGKILL after 10 s
+  local f=$STATE/pids/$1.pid pid
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+# ---------------------------------------------------------------- certificates
+
+ext_file() { # ext_file SANS: X.509 extensions for a leaf certificate
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n'
+  printf 'extendedKeyUsage=serverAuth,clientAuth\n'
+  [[ -n $1 ]] && printf 'subjectAltName=%s\n' "$1"
+  return 0
+}
+
+leaf() { # leaf NAME SUBJECT [SANS]: a key and a certificate signed by the cluster CA
+  local name=$1 subject=$2 sans=${3:-}
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subject" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -out "$PKI/$name.crt" -days 365 -extfile <(ext_file "$sans") 2>/dev/null
+  rm -f "$PKI/$name.csr"
+}
+
+certificates() {
+  mkdir -p "$PKI" && chmod 700 "$PKI"
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 -subj "/CN=schedule-ci-cluster-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  local dns="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  dns+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME"
+  leaf apiserver "/CN=kube-apiserver" "$dns,IP:127.0.0.1,IP:$API_SVC_IP,IP:$NODE_IP"
+  leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  leaf admin "/O=system:masters/CN=kubernetes-admin"
+  leaf controller-manager "/CN=system:kube-controller-manager"
+  leaf scheduler "/CN=system:kube-scheduler"
+  leaf kube-proxy "/CN=system:kube-proxy"
+  leaf kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+}
+
+kubeconfig() { # kubeconfig FILE NAME: a kubeconfig for the client certificate NAME
+  local b64='base64 -w0'
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: schedule-ci
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $($b64 "$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $($b64 "$PKI/$2.crt")
+    client-key-data: $($b64 "$PKI/$2.key")
+contexts:
+- name: schedule-ci
+  context: {cluster: schedule-ci, user: $2}
+current-context: schedule-ci
+EOF
+  chmod 600 "$1"
+}
+
+# ---------------------------------------------------------------- host network
+
+host_network() {
+  sysctl -qw net.ipv4.ip_forward=1
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  if ! ip link show "$NODE_DEV" >/dev/null 2>&1; then
+    ip link add "$NODE_DEV" type dummy
+    ip addr add "$NODE_IP/32" dev "$NODE_DEV"
+  fi
+  ip link set "$NODE_DEV" up
+  # Docker sets the FORWARD policy to DROP: let pod traffic through, in a chain of our own
+  iptables -w -N "$FWD_CHAIN" 2>/dev/null || iptables -w -F "$FWD_CHAIN"
+  iptables -w -A "$FWD_CHAIN" -s "$CLUSTER_CIDR" -j ACCEPT
+  iptables -w -A "$FWD_CHAIN" -d "$CLUSTER_CIDR" -j ACCEPT
+  iptables -w -C FORWARD -j "$FWD_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$FWD_CHAIN"
+  for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctl.saved"
+}
+
+cni_config() {
+  mkdir -p "$STATE/cni/net.d" "$STATE/cni/ipam"
+  cat >"$STATE/cni/net.d/10-schedule-ci.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "schedule-ci",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {
+        "type": "host-local", "dataDir": "$STATE/cni/ipam",
+        "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+}
+
+# ---------------------------------------------------------------- components
+
+start_etcd() {
+  start etcd "$ETCD" --name "$NODE_NAME" --data-dir "$DATA/etcd" \
+    --listen-client-urls "http://$ETCD_CLIENT" --advertise-client-urls "http://$ETCD_CLIENT" \
+    --listen-peer-urls "http://$ETCD_PEER" --initial-advertise-peer-urls "http://$ETCD_PEER" \
+    --initial-cluster "$NODE_NAME=http://$ETCD_PEER" \
+    --quota-backend-bytes 2147483648 --snapshot-count 10000
+  wait_for "etcd" 60 curl -fsS "http://$ETCD_CLIENT/health"
+}
+
+start_apiserver() {
+  start kube-apiserver "$KBIN/kube-apiserver" \
+    --etcd-servers "http://$ETCD_CLIENT" --advertise-address "$NODE_IP" --bind-address 0.0.0.0 \
+    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true --endpoint-reconciler-type lease --profiling=false
+  wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
+}
+
+start_controllers() {
+  start kube-controller-manager "$KBIN/kube-controller-manager" \
+    --kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+    --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --profiling=false
+  start kube-scheduler "$KBIN/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+}
+
+containerd_config() {
+  local d=$STATE/containerd
+  mkdir -p "$d/certs.d/$REGISTRY" "$d/state" "$DATA/containerd"
+  cat >"$d/certs.d/$REGISTRY/hosts.toml" <<EOF
+server = "http://$REGISTRY"
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
+EOF
+  cat >"$d/config.toml" <<EOF
+version = 2
+root = "$DATA/containerd"
+state = "$d/state"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = "$SOCK.debug"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "$(command -v runc)"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$STATE/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$d/certs.d"
+EOF
+}
+
+start_containerd() {
+  containerd_config
+  start containerd containerd --config "$STATE/containerd/config.toml"
+  wait_for "containerd" 30 ctr --address "$SOCK" version
+}
+
+kubelet_config() {
+  cat >"$STATE/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$SOCK
+clusterDNS: [$DNS_IP]
+clusterDomain: cluster.local
+failSwapOn: false
+healthzBindAddress: 127.0.0.1
+readOnlyPort: 0
+serializeImagePulls: false
+podCIDR: $POD_CIDR
+resolvConf: /etc/resolv.conf
+rotateCertificates: false
+tlsCertFile: $PKI/kubelet.crt
+tlsPrivateKeyFile: $PKI/kubelet.key
+evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+imageGCHighThresholdPercent: 98
+imageGCLowThresholdPercent: 95
+EOF
+}
+
+start_kubelet() {
+  kubelet_config
+  mkdir -p "$DATA/kubelet"
+  start kubelet "$KBIN/kubelet" --config "$STATE/kubelet.yaml" \
+    --kubeconfig "$STATE/kubelet.kubeconfig" --root-dir "$DATA/kubelet" \
+    --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
+}
+
+start_proxy() {
+  cat >"$STATE/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+mode: iptables
+clusterCIDR: $CLUSTER_CIDR
+hostnameOverride: $NODE_NAME
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+iptables: {localhostNodePorts: false}
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  start kube-proxy "$KBIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
+}
+
+# ---------------------------------------------------------------- add-ons
+
+render() { # render MANIFEST: fill the @PLACEHOLDERS@
+  sed -e "s#@DNS_IP@#$DNS_IP#g" -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" \
+    -e "s#@LOCALPATH_IMAGE@#$LOCALPATH_IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" \
+    -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@INGRESS_IMAGE@#$INGRESS_IMAGE#g" \
+    -e "s#@INGRESS_LISTEN@#127.0.0.1:$INGRESS_PORT#g" "$here/manifests/$1"
+}
+
+addons() {
+  mkdir -p "$DATA/local-path"
+  for m in coredns.yaml local-path.yaml ingress.yaml; do render "$m"; echo "---"; done |
+    kubectl apply -f - >"$STATE/logs/addons.log"
+}
+
+node_ready() {
+  [[ $(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+wait_addons() {
+  wait_for "node $NODE_NAME Ready" 120 node_ready
+  kubectl -n kube-system rollout status deploy/coredns --timeout 120s >/dev/null
+  kubectl -n local-path-storage rollout status deploy/local-path-provisioner --timeout 120s >/dev/null
+  kubectl -n ingress-nginx rollout status deploy/ingress-nginx-controller --timeout 120s >/dev/null
+  # the controller answers 404 on unknown hosts once NGINX has its configuration
+  wait_for "ingress on 127.0.0.1:$INGRESS_PORT" 60 \
+    bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$INGRESS_PORT/ | grep -q 404"
+}
+
+# ---------------------------------------------------------------- state
+
+write_state() { # cluster.json: what the toolkit (ci.cluster) and tests read
+  cat >"$STATE/cluster.json" <<EOF
+{
+  "provider": "builtin",
+  "kubernetes_version": "$K8S_VERSION",
+  "kubeconfig": "$KUBECONFIG_ADMIN",
+  "kubectl": "$KBIN/kubectl",
+  "api_server": "https://127.0.0.1:$API_PORT",
+  "node_name": "$NODE_NAME",
+  "node_ip": "$NODE_IP",
+  "registry": "$REGISTRY",
+  "ingress_class": "nginx",
+  "ingress_url": "http://127.0.0.1:$INGRESS_PORT",
+  "storage_class": "local-path",
+  "containerd_socket": "$SOCK",
+  "started_at": "$(date -u +%FT%TZ)",
+  "startup_seconds": $1
+}
+EOF
+}
+
+images() { # build (once) and push the cluster images; sets *_IMAGE
+  local line
+  while IFS='=' read -r name ref; do
+    case $name in
+      pause) PAUSE_IMAGE=$ref ;;
+      coredns) COREDNS_IMAGE=$ref ;;
+      busybox) BUSYBOX_IMAGE=$ref ;;
+      localpath) LOCALPATH_IMAGE=$ref ;;
+      ingress) INGRESS_IMAGE=$ref ;;
+    esac
+  done < <("$here/images.sh")
+  [[ -n ${INGRESS_IMAGE:-} ]] || die "building the cluster images failed (see above)"
+  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\n' \
+    "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$INGRESS_IMAGE" >"$STATE/images.env"
+}
+
+# ---------------------------------------------------------------- commands
+
+up() {
+  [[ $(id -u) == 0 ]] || die "must run as root (it starts kubelet and containerd)"
+  if healthy; then log "already running"; echo "$KUBECONFIG_ADMIN"; return 0; fi
+  [[ -d $STATE/pids || -d $DATA ]] && { log "cleaning up a previous run"; down; }
+  local t0 t
+  t0=$(now)
+  mkdir -p "$STATE/pids" "$STATE/logs" "$DATA"
+  "$root/hack/dockerd.sh" >/dev/null
+  "$root/hack/registry.sh" up >/dev/null
+  t=$(now); "$here/build.sh" all; log "binaries ready ($(since "$t") s)"
+  t=$(now); images; log "images ready ($(since "$t") s)"
+  t=$(now)
+  host_network
+  cni_config
+  certificates
+  kubeconfig "$KUBECONFIG_ADMIN" admin
+  for c in controller-manager scheduler kube-proxy kubelet; do kubeconfig "$STATE/$c.kubeconfig" "$c"; done
+  start_etcd
+  start_apiserver
+  log "control plane up ($(since "$t") s)"
+  start_controllers
+  start_containerd
+  start_kubelet
+  start_proxy
+  addons
+  wait_addons
+  log "node and add-ons ready ($(since "$t") s)"
+  write_state "$(since "$t0")"
+  log "cluster up in $(since "$t0") s; kubeconfig: $KUBECONFIG_ADMIN"
+  echo "$KUBECONFIG_ADMIN"
+}
+
+healthy() {
+  [[ -x $KBIN/kubectl && -f $KUBECONFIG_ADMIN ]] || return 1
+  for p in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+    running "$p" || return 1
+  done
+  kubectl get --raw /readyz >/dev/null 2>&1 && node_ready
+}
+
+status() {
+  if healthy; then cat "$STATE/cluster.json"; return 0; fi
+  log "not running (state: $STATE)"
+  return 1
+}
+
+kill_pods() { # every process in the pods' cgroups, then the cgroups themselves
+  local d
+  for _ in 1 2 3 4 5; do
+    local left=0
+    for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
+      [[ -d $d ]] || continue
+      while read -r pid; do
+        kill -KILL "$pid" 2>/dev/null && left=1
+      done < <(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
+    done
+    ((left)) || break
+    sleep 0.5
+  done
+  for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
+    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  return 0
+}
+
+kill_shims() { # the runc shims this containerd started (they carry its socket path)
+  local pid
+  for pid in $(pgrep -f -- "-address $SOCK" || true); do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+unmount_all() { # every mount under our directories, deepest first; then the pods' netns
+  local m
+  for _ in 1 2 3; do
+    while read -r m; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done < <(awk '{print $5}' /proc/self/mountinfo | grep -E "^($DATA|$STATE)(/|$)" | sort -r)
+  done
+  for m in /run/netns/cni-*; do
+    [[ -e $m ]] || continue
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    rm -f "$m"
+  done
+}
+
+iptables_cleanup() { # kube-proxy's chains, the CNI plugins' chains, ours
+  [[ -x $KBIN/kube-proxy ]] && "$KBIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  local table rule chain
+  for table in nat filter mangle; do
+    while read -r rule; do
+      eval "iptables -w -t $table ${rule/-A/-D}" 2>/dev/null || true
+    done < <(iptables -w -t "$table" -S 2>/dev/null | grep -E '^-A .*-j (CNI-|KUBE-|'"$FWD_CHAIN"')' | grep -vE '^-A (CNI-|KUBE-)')
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|'"$FWD_CHAIN"')/{print $2}'); do
+      iptables -w -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|'"$FWD_CHAIN"')/{print $2}'); do
+      iptables -w -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
+
+restore_sysctls() {
+  [[ -f $STATE/sysctl.saved ]] || return 0
+  while read -r kv; do sysctl -qw "$kv" 2>/dev/null || true; done <"$STATE/sysctl.saved"
+}
+
+down() {
+  local p
+  for p in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$p"; done
+  kill_pods
+  stop containerd
+  kill_shims
+  unmount_all
+  iptables_cleanup
+  ip link del "$BRIDGE" 2>/dev/null || true
+  ip link del "$NODE_DEV" 2>/dev/null || true
+  restore_sysctls
+  rm -rf "$DATA" "$STATE"
+  log "down"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
