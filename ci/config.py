@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -152,8 +153,10 @@ def load(path: Path | str) -> Config:
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
     """Rules a JSON Schema cannot express: names that other steps look up must be unique."""
-    for key, items in (("images", data.get("images", [])),
-                       ("checks", (data.get("smoke") or {}).get("checks", []))):
+    for key, items in (
+        ("images", data.get("images", [])),
+        ("checks", (data.get("smoke") or {}).get("checks", [])),
+    ):
         seen: set[str] = set()
         base: KeyPath = ("images",) if key == "images" else ("smoke", "checks")
         for i, item in enumerate(items):
@@ -170,7 +173,9 @@ def read_yaml_with_lines(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     except FileNotFoundError:
         raise ConfigError("configuration file not found", location=Location(str(path))) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration: {exc}", location=Location(str(path))) from None
+        raise ConfigError(
+            f"cannot read configuration: {exc}", location=Location(str(path))
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -194,8 +199,6 @@ def expand_env(data: Any, env: dict[str, str] | None = None) -> Any:
     base image build argument can be ``${BASE_JRE:-}``, empty (and so left out, keeping the
     Dockerfile's upstream default) unless the local pipeline sets ``BASE_JRE``.
     """
-    import os
-
     source = os.environ if env is None else env
 
     def sub(match: re.Match[str]) -> str:
@@ -298,7 +301,9 @@ def _validator_for(base: Path) -> Any:
         return check
 
     base_cls = validators.Draft202012Validator
-    cls = validators.extend(base_cls, {"x-file": exists("file"), "x-dir": exists("dir")})
+    cls = validators.extend(  # type: ignore[no-untyped-call]
+        base_cls, {"x-file": exists("file"), "x-dir": exists("dir")}
+    )
     return cls(schema())
 
 
@@ -334,8 +339,14 @@ def format_path(where: KeyPath) -> str:
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:
@@ -344,44 +355,76 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _d_additional(e: Any) -> str:
+    allowed = sorted(e.schema.get("properties", {}))
+    extra = sorted(k for k in e.instance if k not in allowed)
+    return f"unknown key '{extra[0]}' (expected one of: {', '.join(allowed)})"
+
+
+def _d_required(e: Any) -> str:
+    missing = [k for k in e.validator_value if k not in e.instance]
+    return f"missing required key '{missing[0]}'"
+
+
+def _d_type(e: Any) -> str:
+    wanted = e.validator_value
+    wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+    wanted = "mapping" if wanted == "object" else wanted
+    inst = e.instance
+    found = "nothing" if inst is None else f"{_type_name(inst)} {_show(inst)}"
+    return f"expected {wanted}, got {found}"
+
+
+def _d_pattern(e: Any) -> str:
+    hint = f" ({e.schema['description']})" if "description" in e.schema else ""
+    return f"invalid value {_show(e.instance)}: expected to match {e.schema['pattern']}{hint}"
+
+
+def _d_one_of(e: Any) -> str:
+    text = str(e.schema.get("description", "a valid value")).rstrip(".")
+    return f"expected {text[0].lower()}{text[1:]}; got {_show(e.instance)}"
+
+
+def _d_bound(e: Any) -> str:
+    bound = "at least" if e.validator == "minimum" else "at most"
+    return f"expected {bound} {e.validator_value}, got {_show(e.instance)}"
+
+
+_DESCRIBE: dict[str, Callable[[Any], str]] = {
+    "additionalProperties": _d_additional,
+    "required": _d_required,
+    "type": _d_type,
+    "pattern": _d_pattern,
+    "oneOf": _d_one_of,
+    "minimum": _d_bound,
+    "maximum": _d_bound,
+    "enum": lambda e: (
+        f"expected one of: {', '.join(map(str, e.schema['enum']))}; got {_show(e.instance)}"
+    ),
+    "const": lambda e: f"expected {_show(e.schema['const'])}, got {_show(e.instance)}",
+    "minItems": lambda e: (
+        f"expected at least {_plural(e.validator_value, 'entry')}, got {len(e.instance)}"
+    ).replace("entrys", "entries"),
+    "minLength": lambda e: "expected a non-empty string",
+    "maxLength": lambda e: (
+        f"expected at most {e.validator_value} characters, got {len(e.instance)}"
+    ),
+}
+_DESCRIBE["minProperties"] = _DESCRIBE["minItems"]
+
+
 def describe(error: Any) -> str:
     """What was expected and what was found, for one jsonschema error."""
-    v, sch, inst = error.validator, error.schema, error.instance
     if "propertyNames" in error.relative_schema_path:
-        return f"invalid key {_show(inst)}: expected to match {sch.get('pattern')}"
-    if v == "additionalProperties" and isinstance(inst, dict):
-        allowed = sorted(sch.get("properties", {}))
-        extra = sorted(k for k in inst if k not in allowed)
-        return f"unknown key '{extra[0]}' (expected one of: {', '.join(allowed)})"
-    if v == "required":
-        missing = [k for k in error.validator_value if k not in inst]
-        return f"missing required key '{missing[0]}'"
-    if v == "type":
-        wanted = error.validator_value
-        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        wanted = "mapping" if wanted == "object" else wanted
-        found = "nothing" if inst is None else f"{_type_name(inst)} {_show(inst)}"
-        return f"expected {wanted}, got {found}"
-    if v == "enum":
-        return f"expected one of: {', '.join(map(str, sch['enum']))}; got {_show(inst)}"
-    if v == "const":
-        return f"expected {_show(sch['const'])}, got {_show(inst)}"
-    if v == "pattern":
-        hint = f" ({sch['description']})" if "description" in sch else ""
-        return f"invalid value {_show(inst)}: expected to match {sch['pattern']}{hint}"
-    if v == "oneOf" and "description" in sch:
-        return f"expected {sch['description'][0].lower()}{sch['description'][1:].rstrip('.')}; got {_show(inst)}"
-    if v in ("minItems", "minProperties"):
-        n = error.validator_value
-        return f"expected at least {n} {'entry' if n == 1 else 'entries'}, got {len(inst)}"
-    if v == "minLength":
-        return "expected a non-empty string"
-    if v == "maxLength":
-        return f"expected at most {error.validator_value} characters, got {len(inst)}"
-    if v in ("minimum", "maximum"):
-        bound = "at least" if v == "minimum" else "at most"
-        return f"expected {bound} {error.validator_value}, got {_show(inst)}"
-    return str(error.message)
+        return (
+            f"invalid key {_show(error.instance)}: expected to match {error.schema.get('pattern')}"
+        )
+    handler = _DESCRIBE.get(error.validator)
+    return handler(error) if handler else str(error.message)
 
 
 def fill_defaults(data: Any, sch: dict[str, Any]) -> Any:

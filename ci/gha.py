@@ -63,8 +63,8 @@ def mask(value: str, stream: TextIO | None = None) -> None:
 
     Each line is masked separately because the runner matches masks line by line.
     """
-    for part in [value, *value.splitlines()]:
-        part = part.strip()
+    for raw in [value, *value.splitlines()]:
+        part = raw.strip()
         if len(part) < 3 or part in _masked:
             continue
         _masked.add(part)
@@ -215,8 +215,10 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     def cell(value: str) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
-             "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines = [
+        "| " + " | ".join(cell(h) for h in headers) + " |",
+        "|" + "|".join(" --- " for _ in headers) + "|",
+    ]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 

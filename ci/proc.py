@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shlex
 import signal
 import subprocess
 import time
@@ -42,8 +43,6 @@ class Result:
 
 def format_argv(argv: Sequence[str]) -> str:
     """Render argv for a message, quoting only where a reader would need it."""
-    import shlex
-
     return " ".join(shlex.quote(a) for a in argv)
 
 
@@ -60,7 +59,7 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
-    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: str | None = None,
     on_line: LineSink | None = None,
     what: str | None = None,
 ) -> Result:
@@ -108,7 +107,7 @@ def run(
 
 def _communicate(
     proc: subprocess.Popen[str],
-    input: str | None,  # noqa: A002
+    input: str | None,
     timeout: float | None,
     on_line: LineSink | None,
 ) -> tuple[str, str, bool]:
@@ -119,7 +118,8 @@ def _communicate(
             proc.stdin.close()
         except BrokenPipeError:
             pass
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
     deadline = None if timeout is None else time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:

@@ -34,7 +34,7 @@ def test_malformed_configuration_is_rejected_with_one_line(name: str) -> None:
     assert len(lines) == 1, result.stderr
     head = f"error: {path}:{expected['line']}: "
     assert lines[0].startswith(head), lines[0]
-    message = lines[0][len(head):]
+    message = lines[0][len(head) :]
     if expected.get("prefix"):
         assert message.startswith(str(expected["message"])), message
     else:
@@ -46,7 +46,9 @@ def test_malformed_configuration_through_the_console_script_has_no_traceback() -
     path = BAD / "image-unknown-key.yaml"
     proc = subprocess.run(
         [sys.executable, "-m", "ci", "-c", str(path), "config", "validate"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
@@ -54,7 +56,11 @@ def test_malformed_configuration_through_the_console_script_has_no_traceback() -
 
 
 def test_several_problems_are_all_reported_in_file_order(tmp_path: Path) -> None:
-    text = (BAD / "image-unknown-key.yaml").read_text().replace("namespace: demo-staging", "namespace: X")
+    text = (
+        (BAD / "image-unknown-key.yaml")
+        .read_text()
+        .replace("namespace: demo-staging", "namespace: X")
+    )
     path = BAD / "tmp-several.yaml"
     path.write_text(text)
     try:
@@ -118,9 +124,13 @@ def test_environment_references_expand(value: str, env: dict[str, str], expected
 
 
 def test_empty_build_arg_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (DATA / "good.yaml").read_text().replace(
-        "    context: files/ctx\n",
-        "    context: files/ctx\n    build_args: {BASE: '${BASE_X:-}', KEEP: 'yes'}\n",
+    text = (
+        (DATA / "good.yaml")
+        .read_text()
+        .replace(
+            "    context: files/ctx\n",
+            "    context: files/ctx\n    build_args: {BASE: '${BASE_X:-}', KEEP: 'yes'}\n",
+        )
     )
     path = DATA / "tmp-args.yaml"
     path.write_text(text)
@@ -133,7 +143,9 @@ def test_empty_build_arg_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyP
         path.unlink()
 
 
-@pytest.mark.parametrize(("text", "expected"), [(90, 90), ("90s", 90), ("5m", 300), ("1h30m", 5400)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [(90, 90), ("90s", 90), ("5m", 300), ("1h30m", 5400)]
+)
 def test_durations(text: int | str, expected: int) -> None:
     assert config.seconds(text) == expected
 
@@ -148,9 +160,13 @@ def test_project_configuration_is_valid_when_its_files_exist() -> None:
     assert lines[("environments", "prod", "approval")] > 1
 
 
-def test_config_error_is_an_actions_annotation_under_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_error_is_an_actions_annotation_under_actions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     path = BAD / "env-unknown-key.yaml"
     result = CliRunner().invoke(main, ["-c", str(path), "config", "validate"])
     assert result.exit_code == 2
-    assert result.stdout.startswith(f"::error file={path},line=15::environments.staging.kubecontext:")
+    assert result.stdout.startswith(
+        f"::error file={path},line=15::environments.staging.kubecontext:"
+    )

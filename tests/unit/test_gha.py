@@ -65,7 +65,9 @@ def test_outputs_are_read_back_by_the_runner_format(actions: dict[str, Path]) ->
     }
 
 
-def test_output_delimiter_is_random_so_values_cannot_end_the_block(actions: dict[str, Path]) -> None:
+def test_output_delimiter_is_random_so_values_cannot_end_the_block(
+    actions: dict[str, Path],
+) -> None:
     gha.set_output("a", "1")
     gha.set_output("b", "2")
     delimiters = re.findall(r"<<(\S+)", actions["output"].read_text())
@@ -123,7 +125,9 @@ def test_annotations_carry_file_line_and_escape(
     assert out[1] == "::warning::no location"
 
 
-def test_plain_errors_go_to_stderr_readably(plain: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plain_errors_go_to_stderr_readably(
+    plain: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     gha.error("missing key", location=Location("ci.yaml", 3))
     gha.notice("fyi", title="R1")
     captured = capsys.readouterr()
@@ -137,7 +141,9 @@ def test_groups(actions: dict[str, Path], capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().out == "::group::Build backend\nstep\n::endgroup::\n"
 
 
-def test_group_closes_on_error(actions: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_group_closes_on_error(
+    actions: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(RuntimeError), gha.group("fails"):
         raise RuntimeError("boom")
     assert capsys.readouterr().out.endswith("::endgroup::\n")
