@@ -181,3 +181,71 @@ def doctor() -> None:
         click.echo(f"{s.name}: {s.hint}", err=True)
     if any(s.required for s in problems):
         sys.exit(EXIT_ENVIRONMENT)
+
+
+# --------------------------------------------------------------------------- cluster
+
+_PROVIDER_OPTION = click.option(
+    "--provider",
+    type=click.Choice(["auto", "builtin", "kind", "existing"]),
+    default=None,
+    envvar="CI_CLUSTER_PROVIDER",
+    help="Cluster provider; auto: --kubeconfig if given, else kind if usable, else builtin.",
+)
+_KUBECONFIG_OPTION = click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="CI_CLUSTER_KUBECONFIG",
+    help="Use the existing cluster this kubeconfig reaches.",
+)
+
+
+def _echo_progress(line: str, stream: str) -> None:
+    """Show a provider's progress on stderr while it runs."""
+    click.echo(line, err=True)
+
+
+@main.group("cluster")
+def cluster_group() -> None:
+    """Start, stop and describe the local Kubernetes cluster."""
+
+
+@cluster_group.command("up")
+@_PROVIDER_OPTION
+@_KUBECONFIG_OPTION
+@pass_ctx
+@handle_errors
+def cluster_up(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
+    """Start the cluster (or reuse the running one) and print how to reach it."""
+    from ci import cluster
+
+    info = cluster.up(provider, kubeconfig, on_line=_echo_progress)
+    for name, value in info.fields():
+        click.echo(f"{name + ':':<15}{value}")
+
+
+@cluster_group.command("down")
+@_PROVIDER_OPTION
+@_KUBECONFIG_OPTION
+@pass_ctx
+@handle_errors
+def cluster_down(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
+    """Stop the cluster and remove everything it left on the machine."""
+    from ci import cluster
+
+    click.echo(cluster.down(provider, kubeconfig, on_line=_echo_progress))
+
+
+@cluster_group.command("status")
+@_PROVIDER_OPTION
+@_KUBECONFIG_OPTION
+@pass_ctx
+@handle_errors
+def cluster_status(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
+    """Print the running cluster's kubeconfig, API, ingress and registry; exit 3 if it is down."""
+    from ci import cluster
+
+    info = cluster.status(provider, kubeconfig)
+    for name, value in info.fields():
+        click.echo(f"{name + ':':<15}{value}")
