@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Check the running built-in cluster end to end and print how long each check took:
+# node Ready, CoreDNS answering, a two-replica Deployment running an image just pushed to the
+# local registry, its Service reached from another pod by DNS name, a StatefulSet PVC bound on
+# the default StorageClass, and an Ingress of class nginx answering on the local port.
+#   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+STATE=${CLUSTER_STATE:-/run/schedule-ci/cluster}
+json=$STATE/cluster.json
+[[ -f $json ]] || { echo "test: no running cluster ($json missing); run make cluster-up" >&2; exit 1; }
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$json" "$1"; }
+KUBECTL=$(field kubectl)
+KUBECONFIG=$(field kubeconfig)
+REGISTRY=$(field registry)
+INGRESS_URL=$(field ingress_url)
+NODE=$(field node_name)
+. "$STATE/images.env"
+NS=cluster-test
+TOKEN=token-$(date +%s)-$$
+IMAGE=$REGISTRY/cluster/test-web:$TOKEN
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+now() { date +%s.%N; }
+failed=0 passed=0
+
+check() { # check NAME COMMAND...: run, time and report one check
+  local name=$1 t0 out
+  shift
+  t0=$(now)
+  if out=$("$@" 2>&1); then
+    passed=$((passed + 1))
+    printf '  PASS %-44s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
+  else
+    failed=$((failed + 1))
+    printf '  FAIL %-44s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
+    printf '%s\n' "$out" | tail -n 15 | sed 's/^/       /'
+  fi
+}
+
+retry() { # retry SECONDS COMMAND...: until it succeeds
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do ((SECONDS < end)) || return 1; sleep 1; done
+}
+
+cleanup() { k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+node_ready() {
+  [[ $(k get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+push_image() { # an image only this run has: proves the pods run what was pushed
+  local ctx
+  ctx=$(mktemp -d)
+  printf 'FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html\n' "$BUSYBOX_IMAGE" "$TOKEN" >"$ctx/Dockerfile"
+  docker build -q -t "$IMAGE" "$ctx" && docker push -q "$IMAGE"
+  rm -rf "$ctx"
+}
+
+apply_workloads() {
+  sed -e "s#@IMAGE@#$IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" -e "s#@NS@#$NS#g" \
+    "$here/manifests/test-workloads.yaml" | k apply -f -
+}
+
+deployment_running() {
+  k -n "$NS" rollout status deploy/web --timeout 120s &&
+    [[ $(k -n "$NS" get pods -l app=web --field-selector status.phase=Running -o name | wc -l) == 2 ]] &&
+    k -n "$NS" get pods -l app=web -o jsonpath='{.items[*].status.containerStatuses[0].image}' | grep -q "$TOKEN"
+}
+
+client() { k -n "$NS" exec client -- "$@"; }
+client_ready() { k -n "$NS" wait --for=condition=Ready pod/client --timeout 120s; }
+dns_answers() { client nslookup kubernetes.default.svc.cluster.local | grep -q 'Address.*10\.96\.0\.1'; }
+service_by_dns() { client wget -qO- -T 5 "http://web.$NS.svc.cluster.local/" | grep -q "$TOKEN"; }
+
+pvc_bound() {
+  retry 120 bash -c "[[ \$('$KUBECTL' --kubeconfig '$KUBECONFIG' -n $NS get pvc data-store-0 -o jsonpath='{.status.phase}' 2>/dev/null) == Bound ]]" &&
+    k -n "$NS" wait --for=condition=Ready pod/store-0 --timeout 120s &&
+    k -n "$NS" exec store-0 -- cat /data/hello | grep -q "$TOKEN"
+}
+
+ingress_answers() { curl -fsS -m 5 -H 'Host: web.cluster-test.local' "$INGRESS_URL/" | grep -q "$TOKEN"; }
+
+echo "cluster checks (node $NODE, ingress $INGRESS_URL):"
+t_all=$(now)
+check "node Ready" retry 60 node_ready
+check "image pushed to the local registry" push_image
+check "workloads applied" apply_workloads
+check "client pod Ready" client_ready
+check "CoreDNS answers kubernetes.default" retry 60 dns_answers
+check "Deployment: 2 replicas Running (registry image)" deployment_running
+check "Service reached from a pod by DNS name" retry 60 service_by_dns
+check "StatefulSet PVC Bound (default StorageClass)" pvc_bound
+check "Ingress (class nginx) answers on $INGRESS_URL" retry 60 ingress_answers
+printf 'checks took %.1f s; cluster start took %s s (recorded in %s)\n' \
+  "$(awk -v a="$t_all" -v b="$(now)" 'BEGIN{print b-a}')" "$(field startup_seconds)" "$json"
+echo "$passed passed, $failed failed"
+((failed == 0))
