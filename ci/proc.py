@@ -8,6 +8,7 @@ is also captured for the error message, and a clear error when the program is mi
 
 from __future__ import annotations
 
+import codecs
 import os
 import selectors
 import shlex
@@ -111,7 +112,12 @@ def _communicate(
     timeout: float | None,
     on_line: LineSink | None,
 ) -> tuple[str, str, bool]:
-    """Pump stdout and stderr line by line until exit or deadline; kill the group on timeout."""
+    """Pump stdout and stderr line by line until exit or deadline; kill the group on timeout.
+
+    Reads the raw pipes with ``os.read`` rather than ``readline``: a buffered reader keeps
+    lines that arrived together in its own buffer, where ``select`` cannot see them, so they
+    would reach ``on_line`` late; and a line without its newline would block past the deadline.
+    """
     if input is not None and proc.stdin is not None:
         try:
             proc.stdin.write(input)
@@ -120,26 +126,72 @@ def _communicate(
             pass
     assert proc.stdout is not None
     assert proc.stderr is not None
-    chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    streams = {
+        "stdout": _LineSplitter("stdout", on_line),
+        "stderr": _LineSplitter("stderr", on_line),
+    }
     deadline = None if timeout is None else time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        sel.register(proc.stdout.fileno(), selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr.fileno(), selectors.EVENT_READ, "stderr")
         while sel.get_map():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                _kill_group(proc)
-                return "".join(chunks["stdout"]), "".join(chunks["stderr"]), True
+                break
             for key, _ in sel.select(timeout=remaining):
-                line = key.fileobj.readline()  # type: ignore[union-attr]
-                if not line:
-                    sel.unregister(key.fileobj)
-                    continue
-                chunks[key.data].append(line)
-                if on_line is not None:
-                    on_line(line.rstrip("\n"), key.data)
-    proc.wait()
-    return "".join(chunks["stdout"]), "".join(chunks["stderr"]), False
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fd)
+                streams[key.data].feed(data)
+    timed_out = not _wait(proc, deadline)
+    proc.stdout.close()
+    proc.stderr.close()
+    return streams["stdout"].text(), streams["stderr"].text(), timed_out
+
+
+class _LineSplitter:
+    """Decodes one stream's bytes and hands each complete line to the sink as it arrives."""
+
+    def __init__(self, name: str, on_line: LineSink | None) -> None:
+        self.name = name
+        self.on_line = on_line
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.partial = ""
+        self.chunks: list[str] = []
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes; an empty ``data`` means end of stream (flush the last line)."""
+        text = self.partial + self.decoder.decode(data, final=not data)
+        lines = text.replace("\r\n", "\n").split("\n")
+        self.partial = lines.pop()
+        if not data and self.partial:
+            lines.append(self.partial)
+            self.partial = ""
+            self._emit(lines[:-1], newline=True)
+            self._emit(lines[-1:], newline=False)
+            return
+        self._emit(lines, newline=True)
+
+    def _emit(self, lines: list[str], *, newline: bool) -> None:
+        for line in lines:
+            self.chunks.append(line + "\n" if newline else line)
+            if self.on_line is not None:
+                self.on_line(line, self.name)
+
+    def text(self) -> str:
+        """Everything received, including a last line still without its newline."""
+        return "".join(self.chunks) + self.partial
+
+
+def _wait(proc: subprocess.Popen[str], deadline: float | None) -> bool:
+    """Wait for exit until ``deadline``; on expiry kill the group and return False."""
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+    try:
+        proc.wait(timeout=remaining)
+        return True
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return False
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
