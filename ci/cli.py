@@ -249,3 +249,151 @@ def cluster_status(ctx: Context, provider: str | None, kubeconfig: Path | None) 
     info = cluster.status(provider, kubeconfig)
     for name, value in info.fields():
         click.echo(f"{name + ':':<15}{value}")
+
+
+# ---------------------------------------------------------------------------- images
+
+
+@main.group("images")
+def images_group() -> None:
+    """Build, tag and push the application's container images."""
+
+
+@images_group.command("build")
+@click.option("--push/--no-push", default=False, show_default=True, help="Push to the registry.")
+@click.option(
+    "--only", "only", multiple=True, metavar="NAME", help="Build only this image (repeatable)."
+)
+@click.option(
+    "--builder",
+    type=click.Choice(["auto", "buildx", "docker"]),
+    default="auto",
+    show_default=True,
+    envvar="CI_BUILDER",
+    help="buildx (BuildKit, registry cache) or docker (Engine API); auto prefers buildx.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    envvar="CI_IMAGE_JOBS",
+    help="Images built in parallel.",
+)
+@pass_ctx
+@handle_errors
+def images_build(ctx: Context, push: bool, only: tuple[str, ...], builder: str, jobs: int) -> None:
+    """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
+    import threading
+
+    from ci import gha, images
+
+    cfg = ctx.config
+    images.select_images(cfg, only)  # an unknown --only name is a usage error before any work
+    width = max(len(i.name) for i in cfg.images)
+    lock = threading.Lock()
+
+    def progress(name: str, status: str) -> None:
+        with lock:
+            gha.echo(f"{name:<{width}}  {status}")
+
+    result = images.build_images(
+        cfg,
+        out_dir=ctx.out_dir,
+        push=push,
+        only=only,
+        builder=builder,
+        jobs=jobs,
+        progress=progress,
+        check=False,
+    )
+    _show_images(result)
+    result.raise_first()
+
+
+def _show_images(result: Any) -> None:
+    """Build logs (collapsed under Actions), the table, the job summary and step outputs."""
+    import json
+
+    from ci import gha
+
+    for image in result.images:
+        if gha.is_actions() and image.log:
+            with gha.group(f"build log: {image.name}"), gha.untrusted_output():
+                for line in image.log:
+                    gha.echo(line)
+    headers = ["image", "status", "digest", "tags", "time"]
+    rows = [
+        [i.name, i.status, i.digest or i.error, ", ".join(i.tags), f"{i.duration:.1f}s"]
+        for i in result.images
+    ]
+    gha.echo()
+    short = [h for h in headers if h != "tags"]
+    gha.echo(gha.text_table(short, [r[:3] + r[4:] for r in rows]).rstrip())
+    gha.echo(f"builder {result.builder}, {result.duration:.1f}s; written {result.path}")
+    gha.add_summary("### Images\n\n" + gha.markdown_table(headers, rows))
+    for image in result.images:
+        if image.digest:
+            gha.set_output(f"{image.name}-digest", image.digest)
+    gha.set_output("images", json.dumps([i.to_json() for i in result.images]))
+
+
+@images_group.command("login")
+@pass_ctx
+@handle_errors
+def images_login(ctx: Context) -> None:
+    """Log in to the registry with credentials from the environment (never printed)."""
+    from ci import images
+
+    result = images.login(ctx.config)
+    click.echo(f"logged in to {result.host} as {result.username}")
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+@main.group("pipeline")
+def pipeline_group() -> None:
+    """The ordered pipeline that `make ci-local` runs and the push workflow follows."""
+
+
+@pipeline_group.command("show")
+@click.option("--env", "env", default="staging", show_default=True, help="Environment to deploy.")
+def pipeline_show(env: str) -> None:
+    """Print the pipeline's ci commands, one per line, in order."""
+    from ci import pipeline
+
+    for step in pipeline.push_pipeline(env):
+        click.echo(step.command())
+
+
+@pipeline_group.command("run")
+@click.option("--env", "env", default="staging", show_default=True, help="Environment to deploy.")
+@click.option("--until", "until", default=None, help="Stop after the step with this name.")
+@click.pass_context
+@handle_errors
+def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
+    """Run every step in order as the push workflow does; stop at the first failure."""
+    from ci import gha, pipeline
+
+    ctx: Context = cctx.obj
+    steps = list(pipeline.push_pipeline(env))
+    names = [s.name for s in steps]
+    if until is not None:
+        if until not in names:
+            raise click.BadParameter(f"expected one of: {', '.join(names)}", param_hint="--until")
+        steps = steps[: names.index(until) + 1]
+    global_args = ("--config", str(ctx.config_path), "--out-dir", str(ctx.out_dir))
+
+    def started(step: pipeline.Step) -> None:
+        gha.echo(f"==> [{step.name}] {step.command()}")
+
+    result = pipeline.run(
+        steps, global_args=global_args, on_start=started, on_line=lambda line, _s: gha.echo(line)
+    )
+    gha.echo()
+    gha.echo(pipeline.text_chart(result).rstrip("\n"))
+    gha.add_summary("## Pipeline\n\n" + pipeline.mermaid_gantt(result))
+    if not result.ok:
+        sys.exit(1)

@@ -12,6 +12,7 @@ naming the registry and the request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -137,7 +138,11 @@ class Client:
             last = f"registry refused {what}: HTTP {resp.status_code} {_error_text(resp)}"
             if resp.status_code not in RETRY_STATUSES:
                 break
-        tries = f" (after {self.retries + 1} attempts)" if self.retries and "unreachable" in last else ""
+        tries = (
+            f" (after {self.retries + 1} attempts)"
+            if self.retries and "unreachable" in last
+            else ""
+        )
         raise RegistryError(last + tries)
 
     def _send(
@@ -319,16 +324,19 @@ def pick_platform(index: dict[str, Any], platform: str) -> str | None:
 
 
 def _sha256(body: bytes) -> str:
-    import hashlib
-
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def _reason(exc: requests.RequestException) -> str:
     """The innermost cause of a connection failure, short enough for one line."""
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out",
-                   "Temporary failure in name resolution", "No route to host"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Temporary failure in name resolution",
+        "No route to host",
+    ):
         if marker.lower() in text.lower():
             return marker.lower()
     return text.splitlines()[0][:160] if text else type(exc).__name__
