@@ -404,8 +404,10 @@ up() {
   mkdir -p "$STATE/pids" "$STATE/logs" "$DATA"
   "$root/hack/dockerd.sh" >/dev/null
   "$root/hack/registry.sh" up >/dev/null
-  t=$(now); "$here/build.sh" all; log "binaries ready ($(since "$t") s)"
-  t=$(now); images; log "images ready ($(since "$t") s)"
+  local kind=warm tb ti ts
+  [[ -x $KBIN/kubelet && -x $KBIN/kubectl && -x $ETCD ]] || kind=cold
+  t=$(now); "$here/build.sh" all; tb=$(since "$t"); log "binaries ready ($tb s)"
+  t=$(now); images; ti=$(since "$t"); log "images ready ($ti s)"
   t=$(now)
   host_network
   cni_config
@@ -421,8 +423,10 @@ up() {
   start_proxy
   addons
   wait_addons
-  log "node and add-ons ready ($(since "$t") s)"
+  ts=$(since "$t"); log "node and add-ons ready ($ts s)"
   write_state "$(since "$t0")"
+  printf '%s %s total=%s build=%s images=%s start=%s\n' "$(date -u +%FT%TZ)" "$kind" \
+    "$(since "$t0")" "$tb" "$ti" "$ts" >>"$CACHE/timings.log"
   log "cluster up in $(since "$t0") s; kubeconfig: $KUBECONFIG_ADMIN"
   echo "$KUBECONFIG_ADMIN"
 }
