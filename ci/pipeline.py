@@ -1,0 +1,129 @@
+"""The ordered pipeline: the single list that ``make ci-local`` runs and the push workflow follows.
+
+Each step is a ``ci`` command line. ``ci pipeline run`` executes them in order as separate
+processes -- exactly the commands a workflow's ``run:`` steps hold -- timing each, and stops at
+the first failure. A test compares this list with ``.github/workflows``, so the local run and
+the hosted one cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ci import proc
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline step: a name for people and the ``ci`` arguments that perform it."""
+
+    name: str
+    args: tuple[str, ...]
+
+    def command(self) -> str:
+        return "ci " + " ".join(self.args)
+
+
+def push_pipeline(env: str = "staging") -> tuple[Step, ...]:
+    """The steps of a push to the default branch, deploying to ``env``."""
+    return (
+        Step("config", ("config", "validate")),
+        Step("images", ("images", "build", "--push")),
+        Step("chart", ("chart", "check")),
+        Step("deploy", ("deploy", "--env", env)),
+        Step("smoke", ("smoke", "--env", env)),
+    )
+
+
+@dataclass
+class StepResult:
+    step: Step
+    started: datetime
+    duration: float
+    returncode: int
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class PipelineResult:
+    steps: list[StepResult] = field(default_factory=list)
+    skipped: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps) and not self.skipped
+
+
+StepStarted = Callable[[Step], None]
+
+
+def run(
+    steps: Sequence[Step],
+    *,
+    global_args: Sequence[str] = (),
+    on_start: StepStarted | None = None,
+    on_line: proc.LineSink | None = None,
+) -> PipelineResult:
+    """Run each step as ``python -m ci GLOBAL_ARGS STEP_ARGS`` until one fails."""
+    result = PipelineResult()
+    for i, step in enumerate(steps):
+        if on_start is not None:
+            on_start(step)
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        done = proc.run(
+            (sys.executable, "-m", "ci", *global_args, *step.args),
+            check=False,
+            timeout=None,
+            on_line=on_line,
+            what=step.command(),
+        )
+        result.steps.append(StepResult(step, started, time.monotonic() - t0, done.returncode))
+        if not done.ok:
+            result.skipped = list(steps[i + 1 :])
+            break
+    return result
+
+
+def text_chart(result: PipelineResult, width: int = 40) -> str:
+    """A bar per step, proportional to its time, for terminals."""
+    if not result.steps:
+        return ""
+    longest = max(s.duration for s in result.steps) or 1.0
+    name_w = max(len(s.step.name) for s in result.steps)
+    lines = []
+    for s in result.steps:
+        bar = "#" * max(1, round(width * s.duration / longest))
+        mark = "ok" if s.ok else f"FAILED ({s.returncode})"
+        lines.append(f"{s.step.name:<{name_w}}  {bar:<{width}}  {s.duration:7.1f}s  {mark}")
+    lines += [f"{s.name:<{name_w}}  {'':<{width}}  {'':>8}  skipped" for s in result.skipped]
+    total = sum(s.duration for s in result.steps)
+    lines.append(f"{'total':<{name_w}}  {'':<{width}}  {total:7.1f}s")
+    return "\n".join(lines) + "\n"
+
+
+def mermaid_gantt(result: PipelineResult) -> str:
+    """A Mermaid gantt chart of the steps for the Actions job summary."""
+    lines = [
+        "```mermaid",
+        "gantt",
+        "  title Pipeline steps",
+        "  dateFormat x",
+        "  axisFormat %M:%S",
+    ]
+    if result.steps:
+        origin = result.steps[0].started.timestamp()
+        for s in result.steps:
+            start_ms = int((s.started.timestamp() - origin) * 1000)
+            end_ms = start_ms + max(1, int(s.duration * 1000))
+            tag = "" if s.ok else "crit, "
+            lines.append(f"  {s.step.name} ({s.duration:.1f}s) : {tag}{start_ms}, {end_ms}")
+    lines.append("```")
+    return "\n".join(lines) + "\n"
