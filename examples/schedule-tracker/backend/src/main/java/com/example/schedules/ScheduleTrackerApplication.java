@@ -1,0 +1,39 @@
+package com.example.schedules;
+
+import java.util.Arrays;
+import org.springframework.boot.SpringApplication;
+import org.springframework.boot.WebApplicationType;
+import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.boot.builder.SpringApplicationBuilder;
+import org.springframework.context.ConfigurableApplicationContext;
+
+/**
+ * Entry point. {@code --migrate} runs the Flyway migrations and exits (the deployment runs it as a
+ * separate Job before the new version starts); without it the web server starts and never migrates.
+ */
+@SpringBootApplication
+public class ScheduleTrackerApplication {
+
+  static final String MIGRATE_FLAG = "--migrate";
+
+  public static void main(String[] args) {
+    if (Arrays.asList(args).contains(MIGRATE_FLAG)) {
+      System.exit(migrate(args));
+    }
+    SpringApplication.run(ScheduleTrackerApplication.class, args);
+  }
+
+  /** Starts a context without web server or listeners, with Flyway enabled; migration runs on start. */
+  static int migrate(String[] args) {
+    String[] rest = Arrays.stream(args).filter(a -> !a.equals(MIGRATE_FLAG)).toArray(String[]::new);
+    ConfigurableApplicationContext context =
+        new SpringApplicationBuilder(ScheduleTrackerApplication.class)
+            .web(WebApplicationType.NONE)
+            .properties(
+                "spring.flyway.enabled=true",
+                "spring.rabbitmq.listener.simple.auto-startup=false",
+                "spring.datasource.hikari.initialization-fail-timeout=1")
+            .run(rest);
+    return SpringApplication.exit(context);
+  }
+}

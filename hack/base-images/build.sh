@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Build the local base images from Debian packages (no image can be pulled on this machine) and push
+# them to the local registry, where the cluster pulls them:
+#   hack/base-images/build.sh [NAME...]        (default: all, in dependency order)
+# local/debian:bookworm comes from a debootstrap rootfs (tarball cached in $CI_CACHE); every other image
+# is hack/base-images/NAME/Dockerfile FROM it. Each image carries a label with the hash of its inputs
+# (Dockerfile, context files, parent image id), so an unchanged image is neither rebuilt nor re-pushed.
+# Env: CI_CACHE (default ~/.cache/schedule-ci), BASE_REGISTRY (default 127.0.0.1:5000/base; empty: no
+# push), DEBIAN_MIRROR (default http://deb.debian.org/debian).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${CI_CACHE:-$HOME/.cache/schedule-ci}/base-images
+registry=${BASE_REGISTRY-127.0.0.1:5000/base}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+suite=bookworm
+label=org.schedule-ci.base-hash
+all=(debian maven jre node nginx pgclient postgres rabbitmq)
+export DOCKER_BUILDKIT=0
+
+log() { echo "base-images: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+image_label() { # image -> the hash label, empty when the image is absent or unlabelled
+  docker image inspect --format "{{ index .Config.Labels \"$label\" }}" "$1" 2>/dev/null || true
+}
+
+rootfs_tarball() { # debootstrap once; later runs reuse the cached tarball
+  local tar=$cache/debian-$suite-minbase.tar
+  if [[ -s $tar ]]; then echo "$tar"; return 0; fi
+  command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install -y debootstrap"
+  mkdir -p "$cache"
+  local dir t0
+  dir=$(mktemp -d "$cache/rootfs.XXXXXX")
+  t0=$(now)
+  log "debootstrap --variant=minbase $suite (about 30 s)"
+  debootstrap --variant=minbase "$suite" "$dir" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+    { rm -rf "$dir"; die "debootstrap failed; see $cache/debootstrap.log"; }
+  tar --numeric-owner -C "$dir" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+  rm -rf "$dir"
+  log "rootfs tarball $tar ($(since "$t0"))"
+  echo "$tar"
+}
+
+build_rootfs() { # local/debian-rootfs:bookworm, the plain debootstrap import
+  local ref=local/debian-rootfs:$suite tar hash
+  tar=$(rootfs_tarball)
+  hash=$(stat -c '%s-%Y' "$tar")
+  [[ $(image_label "$ref") == "$hash" ]] && return 0
+  docker import --change "LABEL $label=$hash" --change 'CMD ["bash"]' "$tar" "$ref" >/dev/null
+}
+
+context_hash() { # name parent-ref -> hash of the Dockerfile dir and the parent image id
+  local name=$1 parent=$2
+  {
+    docker image inspect --format '{{.Id}}' "$parent"
+    (cd "$here/$name" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    if [[ $name == debian ]]; then cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true; fi
+  } | sha256sum | cut -c1-16
+}
+
+build_image() { # name -> local/NAME:bookworm built from hack/base-images/NAME/Dockerfile
+  local name=$1 ref=local/$1:$suite parent=local/debian:$suite ctx=$here/$1 hash tmp
+  if [[ $name == debian ]]; then
+    build_rootfs
+    parent=local/debian-rootfs:$suite
+  fi
+  [[ -f $ctx/Dockerfile ]] || die "no Dockerfile for $name in $ctx"
+  hash=$(context_hash "$name" "$parent")
+  if [[ $(image_label "$ref") == "$hash" ]]; then log "$ref up to date"; return 0; fi
+  tmp=$(mktemp -d)
+  cp -r "$ctx/." "$tmp/"
+  if [[ $name == debian ]]; then # trust the machine's extra CAs (a TLS-intercepting egress)
+    mkdir -p "$tmp/certs"
+    cp /usr/local/share/ca-certificates/*.crt "$tmp/certs/" 2>/dev/null || true
+  fi
+  log "building $ref"
+  if ! docker build -q --label "$label=$hash" -t "$ref" "$tmp" >"$cache/build-$name.log" 2>&1; then
+    rm -rf "$tmp"
+    tail -n 30 "$cache/build-$name.log" >&2
+    die "building $ref failed; full log: $cache/build-$name.log"
+  fi
+  rm -rf "$tmp"
+}
+
+push_image() { # name -> REGISTRY/NAME:bookworm, skipped when the registry already has this image
+  local ref=local/$1:$suite remote=$registry/$1:$suite have want
+  docker tag "$ref" "$remote"
+  want=$(docker image inspect --format '{{ range .RepoDigests }}{{ println . }}{{ end }}' "$ref" |
+    sed -n "s|^$registry/$1@||p" | head -n1)
+  have=$({ curl -fsSI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://${registry%%/*}/v2/${registry#*/}/$1/manifests/$suite" 2>/dev/null || true; } |
+    tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+  if [[ -n $want && $want == "$have" ]]; then log "$remote already pushed"; return 0; fi
+  docker push -q "$remote" >"$cache/push-$1.log" 2>&1 ||
+    { cat "$cache/push-$1.log" >&2; die "pushing $remote failed"; }
+}
+
+main() {
+  local names=("$@") t0 total
+  [[ ${#names[@]} -gt 0 ]] || names=("${all[@]}")
+  docker info >/dev/null 2>&1 || die "no docker daemon answers (start it: hack/dockerd.sh)"
+  if [[ -n $registry ]]; then
+    curl -fsS "http://${registry%%/*}/v2/" >/dev/null 2>&1 ||
+      die "registry ${registry%%/*} does not answer (start it: hack/registry.sh up)"
+  fi
+  mkdir -p "$cache"
+  total=$(now)
+  for name in "${names[@]}"; do
+    [[ -d $here/$name ]] || die "unknown base image '$name' (known: ${all[*]})"
+    t0=$(now)
+    if [[ $name != debian ]]; then build_image debian; fi
+    build_image "$name"
+    if [[ -n $registry ]]; then push_image "$name"; fi
+    log "$name done in $(since "$t0")"
+  done
+  log "all done in $(since "$total")"
+}
+
+main "$@"
