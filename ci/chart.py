@@ -1,0 +1,536 @@
+"""Chart checks: lint, render, schema validation and policy per environment, and version bumps.
+
+Why one module drives them: every check works on the same rendering of the chart for an
+environment (its values files, release name and namespace), and every problem ends up as one
+``Finding`` that points at the file a person has to edit -- the template named in Helm's
+``# Source:`` comment, the values file yamllint read, or the Chart.yaml lint complained about.
+``check`` runs all of it for every environment and writes ``findings.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ci import helm as helmcmd
+from ci import proc
+from ci.config import Config, Environment
+from ci.errors import ChartError, ConfigError, Location
+
+#: Severities; only errors make a check fail.
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One rendered object and the template it came from (``schedule-app/templates/x.yaml``)."""
+
+    source: str
+    obj: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        return str(meta.get("name", "")) if isinstance(meta, dict) else ""
+
+    @property
+    def ref(self) -> str:
+        """``Kind/name``, how messages name the object."""
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem with one rendered object, before it is tied to an environment and a file.
+
+    ``needle`` is text to look for in the template to find the line (a container name, a key).
+    """
+
+    manifest: Manifest
+    rule: str
+    message: str
+    severity: str = ERROR
+    needle: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem a person fixes in ``file`` (relative to the project root)."""
+
+    rule: str
+    message: str
+    file: str
+    line: int | None = None
+    env: str | None = None
+    severity: str = ERROR
+
+    @property
+    def location(self) -> Location:
+        return Location(self.file, self.line)
+
+
+@dataclass
+class Report:
+    """What a check step found, per environment, and how long it took."""
+
+    findings: list[Finding] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)  # env -> objects or files checked
+    seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def extend(self, other: Report) -> None:
+        self.findings += other.findings
+        for env, count in other.checked.items():
+            self.checked[env] = self.checked.get(env, 0) + count
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The manifests of one environment, as text and as objects."""
+
+    env: str
+    text: str
+    manifests: tuple[Manifest, ...]
+
+
+# ----------------------------------------------------------------------------- environments
+
+
+def select_envs(cfg: Config, names: Sequence[str]) -> list[Environment]:
+    """The named environments (all of them when none is named), unknown names rejected."""
+    if not names:
+        return list(cfg.environments.values())
+    return [cfg.environment(n) for n in names]
+
+
+def relpath(cfg: Config, path: Path | str) -> str:
+    """``path`` relative to the project root when it is inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(cfg.root.resolve()))
+    except ValueError:
+        return str(p)
+
+
+def template_path(cfg: Config, source: str) -> Path:
+    """The file behind Helm's ``# Source: <chart>/templates/x.yaml``."""
+    _, _, inside = source.partition("/")
+    return cfg.chart.path / inside
+
+
+# ----------------------------------------------------------------------------- rendering
+
+_SOURCE = re.compile(r"^# Source: (\S+)\s*$", re.MULTILINE)
+_DOC_SPLIT = re.compile(r"^---[ \t]*$", re.MULTILINE)
+
+
+def parse_manifests(text: str) -> tuple[Manifest, ...]:
+    """Split ``helm template`` output into objects, each with the template it came from."""
+    out: list[Manifest] = []
+    for chunk in _DOC_SPLIT.split(text):
+        match = _SOURCE.search(chunk)
+        try:
+            obj = yaml.safe_load(chunk)
+        except yaml.YAMLError as exc:
+            where = match.group(1) if match else "rendered output"
+            raise ChartError(f"{where}: rendered YAML does not parse: {exc}") from None
+        if obj is None:
+            continue
+        source = match.group(1) if match else "unknown"
+        if not isinstance(obj, dict):
+            raise ChartError(f"{source}: rendered document is not a mapping")
+        out.append(Manifest(source, obj))
+    return tuple(out)
+
+
+def render(
+    cfg: Config, helm: helmcmd.Helm, env: Environment, set_values: Sequence[str] = ()
+) -> Rendered:
+    """``helm template`` for one environment, as the release would be installed."""
+    argv = helmcmd.template_argv(
+        helm,
+        cfg.chart.path,
+        release=env.release,
+        namespace=env.namespace,
+        values=env.values,
+        kube_version=cfg.chart.kubernetes_version,
+        set_values=set_values,
+    )
+    result = proc.run(argv, timeout=120, check=False, what=f"helm template ({env.name})")
+    if not result.ok:
+        raise ChartError(
+            f"{relpath(cfg, cfg.chart.path)}: helm template failed for {env.name}: "
+            f"{_first_error(result.stderr)}",
+            location=Location(relpath(cfg, cfg.chart.path)),
+            detail=proc.tail(result.stderr),
+        )
+    return Rendered(env.name, result.stdout, parse_manifests(result.stdout))
+
+
+def _first_error(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("Error:"):
+            return ln.removeprefix("Error:").strip()
+    return lines[-1] if lines else "no output"
+
+
+def write_rendered(rendered: Rendered, output: Path) -> list[Path]:
+    """Write the manifests to one file (``*.yaml``) or a folder with one file per template.
+
+    The folder layout is ``helm template --output-dir``'s: ``<output>/<chart>/templates/x.yaml``.
+    """
+    if output.suffix in (".yaml", ".yml"):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(rendered.text, encoding="utf-8")
+        return [output]
+    by_source: dict[str, list[Manifest]] = {}
+    for m in rendered.manifests:
+        by_source.setdefault(m.source, []).append(m)
+    written = []
+    for source, items in by_source.items():
+        target = output / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        docs = [f"# Source: {source}\n" + yaml.safe_dump(m.obj, sort_keys=False) for m in items]
+        target.write_text("---\n" + "---\n".join(docs), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+# ----------------------------------------------------------------------------- lint
+
+_LINT_LINE = re.compile(r"^\[(ERROR|WARNING)\]\s+(?:([^:\s][^:]*?):\s+)?(.*)$")
+
+
+def parse_lint(output: str, cfg: Config, env: str) -> list[Finding]:
+    """Findings from ``helm lint`` output: ``[ERROR] templates/x.yaml: message`` lines."""
+    chart_rel = relpath(cfg, cfg.chart.path)
+    out = []
+    for raw in output.splitlines():
+        match = _LINT_LINE.match(raw.strip())
+        if not match:
+            continue
+        _level, file, message = match.groups()
+        path = f"{chart_rel}/{file}" if file and not file.startswith("/") else chart_rel
+        out.append(Finding("LINT001", message.strip(), path, None, env, ERROR))
+    return out
+
+
+def lint(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> Report:
+    """``helm lint --strict`` per environment (values schema included) and yamllint on values."""
+    started = time.monotonic()
+    report = Report()
+
+    def one(env: Environment) -> list[Finding]:
+        argv = helmcmd.lint_argv(
+            helm,
+            cfg.chart.path,
+            env.values,
+            strict=True,
+            kube_version=cfg.chart.kubernetes_version,
+        )
+        result = proc.run(argv, timeout=120, check=False, what=f"helm lint ({env.name})")
+        found = parse_lint(result.stdout + "\n" + result.stderr, cfg, env.name)
+        if not result.ok and not found:
+            found = [
+                Finding(
+                    "LINT001",
+                    _first_error(result.stderr + result.stdout),
+                    relpath(cfg, cfg.chart.path),
+                    None,
+                    env.name,
+                )
+            ]
+        return found
+
+    with ThreadPoolExecutor(max_workers=max(1, len(envs))) as pool:
+        for env, found in zip(envs, pool.map(one, envs), strict=True):
+            report.findings += found
+            report.checked[env.name] = 1
+    report.findings += yamllint(cfg, values_files(cfg, envs))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def values_files(cfg: Config, envs: Iterable[Environment]) -> list[Path]:
+    """The chart's values.yaml plus every environment's values files, without repeats."""
+    files = [cfg.chart.path / "values.yaml"]
+    for env in envs:
+        files += [p for p in env.values if p not in files]
+    return files
+
+
+_YAMLLINT_LINE = re.compile(r"^(.*?):(\d+):(\d+): \[(error|warning)\] (.*?)(?: \(([\w-]+)\))?$")
+
+
+def yamllint(cfg: Config, files: Sequence[Path]) -> list[Finding]:
+    """yamllint on ``files`` with the chart's ``.yamllint.yaml``; warnings are findings too."""
+    config = cfg.chart.path.parent / ".yamllint.yaml"
+    argv = [sys.executable, "-m", "yamllint", "-f", "parsable", "--strict"]
+    if config.is_file():
+        argv += ["-c", str(config)]
+    result = proc.run([*argv, *map(str, files)], timeout=60, check=False, what="yamllint")
+    if result.returncode not in (0, 1, 2):
+        raise ChartError(
+            f"yamllint failed: {_first_error(result.stderr)}", detail=proc.tail(result.stderr)
+        )
+    out = []
+    for raw in result.stdout.splitlines():
+        match = _YAMLLINT_LINE.match(raw.strip())
+        if match:
+            file, line, _col, level, message, rule = match.groups()
+            text = f"{message} ({rule})" if rule else message
+            out.append(
+                Finding(
+                    "LINT002",
+                    text,
+                    relpath(cfg, file),
+                    int(line),
+                    None,
+                    ERROR if level == "error" else WARNING,
+                )
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- findings
+
+
+def locate(template: Path, needle: str | None, kind: str | None = None) -> int | None:
+    """Best-effort line of ``needle`` (else of ``kind: <kind>``) in a template file."""
+    try:
+        lines = template.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for wanted in (needle, f"kind: {kind}" if kind else None):
+        if not wanted:
+            continue
+        for number, line in enumerate(lines, start=1):
+            if wanted in line:
+                return number
+    return None
+
+
+def to_findings(cfg: Config, env: str, issues: Iterable[Issue]) -> list[Finding]:
+    """Tie object-level issues to their template file and line."""
+    out = []
+    for issue in issues:
+        path = template_path(cfg, issue.manifest.source)
+        line = locate(path, issue.needle, issue.manifest.kind)
+        message = f"{issue.manifest.ref}: {issue.message}"
+        out.append(Finding(issue.rule, message, relpath(cfg, path), line, env, issue.severity))
+    return out
+
+
+def validate_env(cfg: Config, rendered: Rendered) -> Report:
+    """Schema validation of one environment's objects."""
+    from ci import validate
+
+    schemas = validate.SchemaSet.load(cfg.chart.kubernetes_version, cfg.chart.crds)
+    issues = validate.validate(rendered.manifests, schemas)
+    return Report(to_findings(cfg, rendered.env, issues), {rendered.env: len(rendered.manifests)})
+
+
+def policy_env(cfg: Config, rendered: Rendered) -> Report:
+    """Policy rules on one environment's objects."""
+    from ci import policy
+
+    issues = policy.evaluate(rendered.manifests)
+    return Report(to_findings(cfg, rendered.env, issues), {rendered.env: len(rendered.manifests)})
+
+
+def check(
+    cfg: Config,
+    helm: helmcmd.Helm,
+    envs: Sequence[Environment],
+    *,
+    findings_path: Path | None = None,
+    rendered_dir: Path | None = None,
+) -> Report:
+    """Lint, render, validate and policy for every environment; write ``findings.json``."""
+    started = time.monotonic()
+    report = Report()
+    with ThreadPoolExecutor(max_workers=2 * max(1, len(envs))) as pool:
+        lint_future = pool.submit(lint, cfg, helm, envs)
+        renders = [pool.submit(render, cfg, helm, env) for env in envs]
+        rendered_list = [f.result() for f in renders]
+        report.extend(lint_future.result())
+    for rendered in rendered_list:
+        if rendered_dir is not None:
+            write_rendered(rendered, rendered_dir / rendered.env)
+        report.extend(validate_env(cfg, rendered))
+        report.findings += policy_env(cfg, rendered).findings
+    report.seconds = time.monotonic() - started
+    if findings_path is not None:
+        write_findings(report, findings_path)
+    return report
+
+
+def write_findings(report: Report, path: Path) -> None:
+    """``findings.json``: every finding with file, line, rule id, message and environment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "ok": report.ok,
+        "errors": len(report.errors),
+        "findings": [asdict(f) for f in report.findings],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- bump
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One edited value: file, key path, old and new value."""
+
+    file: str
+    key: str
+    old: str | None
+    new: str
+
+
+def bump(
+    chart_dir: Path,
+    *,
+    version: str,
+    app_version: str | None = None,
+    values_file: Path | None = None,
+    image: str | None = None,
+    tag: str | None = None,
+) -> list[Change]:
+    """Set Chart.yaml ``version``/``appVersion`` and an image tag, changing nothing else.
+
+    ruamel.yaml's round-trip mode keeps comments, order and quoting; only the edited scalars
+    change, which ``tests/unit/test_chart_bump`` checks line by line.
+    """
+    if not _SEMVER.match(version):
+        raise ConfigError(f"--version {version!r}: expected a semantic version such as 1.2.3")
+    if (image is None) != (tag is None) or (image is not None and values_file is None):
+        raise ConfigError("--image and --tag go together, with --values naming the file")
+    if tag is not None and not _TAG.match(tag):
+        raise ConfigError(f"--tag {tag!r}: not a valid image tag")
+    chart_yaml = chart_dir / "Chart.yaml"
+    changes = [_edit(chart_yaml, ("version",), version)]
+    if app_version is not None:
+        changes.append(_edit(chart_yaml, ("appVersion",), app_version, quote=True))
+    if values_file is not None and image is not None and tag is not None:
+        changes.append(_edit(values_file, (image, "image", "tag"), tag, quote=True, create=True))
+    return changes
+
+
+def _roundtrip() -> Any:
+    from ruamel.yaml import YAML
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
+    return rt
+
+
+def _edit(
+    path: Path, keys: tuple[str, ...], value: str, *, quote: bool = False, create: bool = False
+) -> Change:
+    """Set one scalar in a YAML file, keeping everything else byte for byte.
+
+    ruamel.yaml finds the value's line and column; the new scalar is spliced into the
+    original text there, so not even the indentation of untouched lines can change. Only a
+    key that does not exist yet makes the file go through ruamel's round-trip dump.
+    """
+    rt = _roundtrip()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", location=Location(str(path))
+        ) from None
+    data = rt.load(text)
+    node = data
+    for key in keys[:-1]:
+        if not isinstance(node, dict) or (key not in node and not create):
+            raise ConfigError(f"{'.'.join(keys)}: key not found", location=Location(str(path)))
+        if key not in node:
+            node[key] = {}
+        node = node[key]
+    last = keys[-1]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{'.'.join(keys)}: not a mapping", location=Location(str(path)))
+    old = node.get(last)
+    where = _value_position(node, last)
+    if where is None:
+        if not create and last not in node:
+            raise ConfigError(f"{'.'.join(keys)}: key not found", location=Location(str(path)))
+        from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+        node[last] = DoubleQuotedScalarString(value) if quote else value
+        _dump(rt, data, path, text)
+    else:
+        path.write_text(_splice(text, *where, value, quote), encoding="utf-8")
+    return Change(str(path), ".".join(keys), None if old is None else str(old), value)
+
+
+def _value_position(node: Any, key: str) -> tuple[int, int] | None:
+    """0-based (line, column) of a scalar value in the original text, if ruamel kept it."""
+    if key not in node or isinstance(node[key], dict | list):
+        return None
+    try:
+        line, col = node.lc.value(key)
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return int(line), int(col)
+
+
+def _splice(text: str, line: int, col: int, value: str, quote: bool) -> str:
+    """Replace the scalar starting at (line, col) with ``value`` in the same quoting style."""
+    lines = text.splitlines(keepends=True)
+    current = lines[line]
+    rest = current[col:]
+    if rest[:1] in ("'", '"'):
+        mark = rest[0]
+        end = rest.index(mark, 1) + 1
+        new = f"{mark}{value}{mark}"
+    else:
+        comment = re.search(r"\s+#", rest)
+        stop = comment.start() if comment else len(rest.rstrip("\r\n"))
+        end = len(rest[:stop].rstrip())
+        new = f'"{value}"' if quote else value
+    lines[line] = current[:col] + new + rest[end:]
+    return "".join(lines)
+
+
+def _dump(rt: Any, data: Any, path: Path, original: str) -> None:
+    """Write ``data`` back, keeping the original's leading document marker if it had one."""
+    import io
+
+    buffer = io.StringIO()
+    if original.startswith("---"):
+        rt.explicit_start = True
+    rt.dump(data, buffer)
+    path.write_text(buffer.getvalue(), encoding="utf-8")

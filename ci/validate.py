@@ -1,0 +1,280 @@
+"""Validate rendered objects against the Kubernetes JSON Schemas of one release, offline.
+
+Why ``kubernetes-validate``: it ships the OpenAPI-derived JSON Schemas of every Kubernetes
+release inside the wheel, including "strict" variants where every object rejects unknown
+fields, so validation needs no network, no schema repository to mirror and nothing we
+generate. We use its schema files directly with one cached jsonschema validator per kind
+(its own ``validate()`` rebuilds the reference registry for every object, which is slower).
+
+Custom resources are checked against the ``openAPIV3Schema`` of the CRD files named in
+``chart.crds``, made strict the same way (objects without ``properties`` or
+``x-kubernetes-preserve-unknown-fields`` reject unknown fields). A kind with no schema is an
+error: an unchecked object is how a typo reaches the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
+from ci.chart import ERROR, Issue, Manifest
+from ci.errors import ConfigError, Location
+
+#: Rule ids.
+RULE_SCHEMA = "K8S001"
+RULE_NO_SCHEMA = "K8S002"
+RULE_NO_TYPE = "K8S003"
+
+_PACKAGE = "kubernetes_validate"
+_DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
+
+
+def available_versions() -> list[str]:
+    """Kubernetes versions the installed kubernetes-validate has schemas for (``1.30.0``)."""
+    root = resources.files(_PACKAGE).joinpath("kubernetes-json-schema")
+    found = []
+    for entry in root.iterdir():
+        match = re.fullmatch(r"v(\d+\.\d+\.\d+)-local-strict", entry.name)
+        if match:
+            found.append(match.group(1))
+    return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def schema_dir_for(version: str) -> str:
+    """The strict schema folder for ``version``: the newest release not newer than it.
+
+    Schemas change only with minor releases, so ``1.30.4`` uses ``v1.30.0-local-strict``.
+    """
+    wanted = _minor(version)
+    candidates = [v for v in available_versions() if _minor(v) <= wanted]
+    if not candidates or _minor(candidates[-1]) != wanted:
+        known = ", ".join(sorted({".".join(v.split(".")[:2]) for v in available_versions()}))
+        raise ConfigError(
+            f"chart.kubernetes_version {version}: no schemas for this release "
+            f"(kubernetes-validate has {known})"
+        )
+    return f"v{candidates[-1]}-local-strict"
+
+
+def _minor(version: str) -> tuple[int, int]:
+    parts = version.removeprefix("v").split(".")
+    return int(parts[0]), int(parts[1])
+
+
+def schema_file_name(api_version: str, kind: str) -> str:
+    """kubernetes-validate's file name: ``deployment-apps-v1.json``, ``service-v1.json``.
+
+    The group is cut at its first dot (``networking.k8s.io/v1`` -> ``networking-v1``).
+    """
+    if "/" in api_version:
+        group, version = api_version.split("/", 1)
+        return f"{kind.lower()}-{group.split('.')[0]}-{version}.json"
+    return f"{kind.lower()}-{api_version}.json"
+
+
+# ----------------------------------------------------------------------------- schema set
+
+
+@dataclass
+class SchemaSet:
+    """Validators for built-in kinds of one Kubernetes release plus the CRDs given."""
+
+    version: str
+    directory: str
+    crds: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _validators: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, version: str, crd_files: Iterable[Path] = ()) -> SchemaSet:
+        return _load_cached(version, tuple(crd_files))
+
+    def validator(self, api_version: str, kind: str) -> Any | None:
+        """A jsonschema validator for the kind, or None when no schema describes it."""
+        key = (api_version, kind)
+        if key not in self._validators:
+            self._validators[key] = self._build(api_version, kind)
+        return self._validators[key]
+
+    def _build(self, api_version: str, kind: str) -> Any | None:
+        schema = self.crds.get((api_version, kind))
+        if schema is None:
+            schema = _builtin_schema(self.directory, schema_file_name(api_version, kind))
+        if schema is None:
+            return None
+        return jsonschema.Draft202012Validator(schema, registry=_registry(self.directory))
+
+
+@cache
+def _load_cached(version: str, crd_files: tuple[Path, ...]) -> SchemaSet:
+    directory = schema_dir_for(version)
+    crds: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in crd_files:
+        crds.update(crd_schemas(path))
+    return SchemaSet(version, directory, crds)
+
+
+def _schema_root(directory: str) -> Any:
+    return resources.files(_PACKAGE).joinpath("kubernetes-json-schema", directory)
+
+
+@cache
+def _builtin_schema(directory: str, name: str) -> dict[str, Any] | None:
+    entry = _schema_root(directory).joinpath(name)
+    if not entry.is_file():
+        return None
+    data: dict[str, Any] = json.loads(entry.read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def _registry(directory: str) -> Registry[Any]:
+    """The shared ``_definitions.json`` every kind's schema refers to."""
+    text = _schema_root(directory).joinpath("_definitions.json").read_text(encoding="utf-8")
+    definitions: Resource[Any] = Resource.from_contents(json.loads(text))
+    registry: Registry[Any] = Registry().with_resource(_DEFINITIONS_ID, definitions)
+    return registry
+
+
+# ----------------------------------------------------------------------------- CRDs
+
+
+def crd_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Strict JSON Schemas from a CRD file, keyed by (apiVersion, kind), one per version."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read CRD file: {exc}", location=Location(str(path))) from None
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in docs:
+        if doc.get("kind") != "CustomResourceDefinition":
+            raise ConfigError(
+                f"not a CustomResourceDefinition (kind {doc.get('kind')!r})",
+                location=Location(str(path)),
+            )
+        spec = doc.get("spec") or {}
+        group = str(spec.get("group"))
+        kind = str((spec.get("names") or {}).get("kind"))
+        for version in spec.get("versions") or []:
+            raw = ((version.get("schema") or {}).get("openAPIV3Schema")) or None
+            if raw is None:
+                continue
+            api_version = f"{group}/{version['name']}"
+            out[(api_version, kind)] = _crd_object_schema(raw, api_version, kind)
+    if not out:
+        raise ConfigError(
+            "CRD file has no versions with openAPIV3Schema", location=Location(str(path))
+        )
+    return out
+
+
+def _crd_object_schema(raw: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    """Turn an ``openAPIV3Schema`` into a strict JSON Schema for whole objects."""
+    schema: dict[str, Any] = strict_openapi(copy.deepcopy(raw))
+    props = schema.setdefault("properties", {})
+    props["apiVersion"] = {"type": "string", "enum": [api_version]}
+    props["kind"] = {"type": "string", "enum": [kind]}
+    props["metadata"] = {
+        "$ref": f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    }
+    schema["additionalProperties"] = False
+    return schema
+
+
+def strict_openapi(node: Any) -> Any:
+    """OpenAPI v3 structural schema -> JSON Schema that rejects unknown fields.
+
+    ``x-kubernetes-int-or-string`` becomes a string-or-integer type; objects that list
+    ``properties`` (and do not preserve unknown fields) get ``additionalProperties: false``.
+    """
+    if isinstance(node, list):
+        return [strict_openapi(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: strict_openapi(v) for k, v in node.items()}
+    if out.pop("x-kubernetes-int-or-string", False):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "string"}, {"type": "integer"}]
+    if out.get("nullable"):
+        kind = out.get("type")
+        if isinstance(kind, str):
+            out["type"] = [kind, "null"]
+    preserve = out.get("x-kubernetes-preserve-unknown-fields")
+    if "properties" in out and not preserve and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(manifests: Iterable[Manifest], schemas: SchemaSet) -> list[Issue]:
+    """Every problem of every object; objects with no schema are problems too."""
+    issues: list[Issue] = []
+    for manifest in manifests:
+        issues += list(validate_one(manifest, schemas))
+    return issues
+
+
+def validate_one(manifest: Manifest, schemas: SchemaSet) -> Iterator[Issue]:
+    obj = manifest.obj
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or not api_version or not kind:
+        yield Issue(manifest, RULE_NO_TYPE, "object has no apiVersion or kind")
+        return
+    validator = schemas.validator(api_version, kind)
+    if validator is None:
+        yield Issue(
+            manifest,
+            RULE_NO_SCHEMA,
+            f"no schema for {kind} {api_version} in Kubernetes {schemas.version} "
+            "(add its CRD file to chart.crds in ci.yaml)",
+        )
+        return
+    errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+    for error in errors:
+        where = _json_path(error.absolute_path)
+        yield Issue(
+            manifest,
+            RULE_SCHEMA,
+            f"{where}: {_message(error)}",
+            ERROR,
+            needle=_needle(error.absolute_path),
+        )
+
+
+def _json_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(object)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, shortened: unknown fields and type mismatches read plainly."""
+    if error.validator == "additionalProperties":
+        match = re.search(r"\((.*) (?:was|were) unexpected\)", error.message)
+        if match:
+            return f"unknown field {match.group(1)}"
+    if error.validator == "type":
+        return (
+            f"expected {error.validator_value}, got {type(error.instance).__name__}: "
+            f"{json.dumps(error.instance)[:60]}"
+        )
+    return error.message[:300]
+
+
+def _needle(path: Iterable[Any]) -> str | None:
+    """The last key of the path, as it would appear in the template (``key:``)."""
+    keys = [p for p in path if isinstance(p, str)]
+    return f"{keys[-1]}:" if keys else None
