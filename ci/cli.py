@@ -397,3 +397,190 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     gha.add_summary("## Pipeline\n\n" + pipeline.mermaid_gantt(result))
     if not result.ok:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------- chart
+
+
+@main.group("chart")
+@click.option(
+    "--helm-major",
+    type=click.Choice(["3", "4"]),
+    default=None,
+    envvar="CI_HELM_MAJOR",
+    help="Helm major to use (default: CI_HELM_MAJOR, else 3).",
+)
+@click.pass_context
+def chart_group(cctx: click.Context, helm_major: str | None) -> None:
+    """Lint, render, validate and check the Helm chart; bump its version."""
+    cctx.meta["helm_major"] = int(helm_major) if helm_major else None
+
+
+def _helm(cctx: click.Context) -> Any:
+    from ci import helm
+
+    return helm.find(cctx.meta.get("helm_major"))
+
+
+def _report_findings(report: Any, title: str) -> None:
+    """Annotate every finding at its file and line, then print a one-line total."""
+    from ci import gha
+
+    for f in report.findings:
+        where = f"[{f.env}] " if f.env else ""
+        emit = gha.error if f.severity == "error" else gha.warning
+        emit(f"{where}{f.message}", location=f.location, title=f.rule)
+    checked = ", ".join(f"{env}: {n}" for env, n in report.checked.items())
+    status = "ok" if report.ok else f"{len(report.errors)} error(s)"
+    gha.echo(
+        f"{title}: {status}, {len(report.findings)} finding(s) ({checked}) in {report.seconds:.2f}s"
+    )
+
+
+def _finish(report: Any) -> None:
+    if not report.ok:
+        sys.exit(1)
+
+
+env_option = click.option(
+    "--env", "envs", multiple=True, help="Environment (repeatable; default: all)."
+)
+
+
+@chart_group.command("lint")
+@env_option
+@click.pass_context
+@handle_errors
+def chart_lint(cctx: click.Context, envs: tuple[str, ...]) -> None:
+    """helm lint --strict with each environment's values, plus yamllint on the values files."""
+    from ci import chart
+
+    ctx: Context = cctx.obj
+    cfg = ctx.config
+    report = chart.lint(cfg, _helm(cctx), chart.select_envs(cfg, envs))
+    _report_findings(report, "chart lint")
+    _finish(report)
+
+
+@chart_group.command("render")
+@click.option("--env", "env", required=True, help="Environment to render.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A .yaml file, or a folder for one file per template (default: OUT/rendered/ENV/).",
+)
+@click.option("--set", "set_values", multiple=True, help="Extra key=value (as helm --set).")
+@click.pass_context
+@handle_errors
+def chart_render(
+    cctx: click.Context, env: str, output: Path | None, set_values: tuple[str, ...]
+) -> None:
+    """Write the manifests of one environment."""
+    from ci import chart, gha
+
+    ctx: Context = cctx.obj
+    cfg = ctx.config
+    rendered = chart.render(cfg, _helm(cctx), cfg.environment(env), set_values)
+    target = output or ctx.out_dir / "rendered" / env
+    files = chart.write_rendered(rendered, target)
+    gha.echo(f"{env}: {len(rendered.manifests)} objects in {len(files)} file(s) under {target}")
+
+
+def _per_env(cctx: click.Context, envs: tuple[str, ...], step: str) -> None:
+    from ci import chart
+
+    ctx: Context = cctx.obj
+    cfg = ctx.config
+    helm = _helm(cctx)
+    report = chart.Report()
+    for env in chart.select_envs(cfg, envs):
+        rendered = chart.render(cfg, helm, env)
+        run = chart.validate_env if step == "validate" else chart.policy_env
+        report.extend(run(cfg, rendered))
+    _report_findings(report, f"chart {step}")
+    _finish(report)
+
+
+@chart_group.command("validate")
+@env_option
+@click.pass_context
+@handle_errors
+def chart_validate(cctx: click.Context, envs: tuple[str, ...]) -> None:
+    """Check every rendered object against the Kubernetes (and CRD) JSON Schemas, offline."""
+    _per_env(cctx, envs, "validate")
+
+
+@chart_group.command("policy")
+@env_option
+@click.pass_context
+@handle_errors
+def chart_policy(cctx: click.Context, envs: tuple[str, ...]) -> None:
+    """Apply the policy rules (SEC/RES/PRB/IMG/HOOK/HPA) to the rendered objects."""
+    _per_env(cctx, envs, "policy")
+
+
+@chart_group.command("check")
+@env_option
+@click.pass_context
+@handle_errors
+def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
+    """Lint, render, validate and policy for every environment; write OUT/findings.json."""
+    from ci import chart, gha
+
+    ctx: Context = cctx.obj
+    cfg = ctx.config
+    findings = ctx.out_dir / "findings.json"
+    report = chart.check(
+        cfg,
+        _helm(cctx),
+        chart.select_envs(cfg, envs),
+        findings_path=findings,
+        rendered_dir=ctx.out_dir / "rendered",
+    )
+    _report_findings(report, "chart check")
+    rows = [[env, str(n)] for env, n in report.checked.items()]
+    gha.add_summary(
+        "## Chart check\n\n"
+        + gha.markdown_table(["environment", "objects"], rows)
+        + f"\n{len(report.errors)} error(s); findings in `{findings}`\n"
+    )
+    _finish(report)
+
+
+@chart_group.command("bump")
+@click.option("--version", "version", required=True, help="New chart version (semver).")
+@click.option("--app-version", default=None, help="New appVersion.")
+@click.option(
+    "--values",
+    "values_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Values file whose image tag to set.",
+)
+@click.option("--image", default=None, help="Image key in the values file (backend, ...).")
+@click.option("--tag", default=None, help="New image tag.")
+@pass_ctx
+@handle_errors
+def chart_bump(
+    ctx: Context,
+    *,
+    version: str,
+    app_version: str | None,
+    values_file: Path | None,
+    image: str | None,
+    tag: str | None,
+) -> None:
+    """Set Chart.yaml version/appVersion (and an image tag), keeping the files' layout."""
+    from ci import chart, gha
+
+    changes = chart.bump(
+        ctx.config.chart.path,
+        version=version,
+        app_version=app_version,
+        values_file=values_file,
+        image=image,
+        tag=tag,
+    )
+    for c in changes:
+        gha.echo(f"{c.file}: {c.key}: {c.old} -> {c.new}")
