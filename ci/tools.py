@@ -354,7 +354,7 @@ def _spec_for(name: str, major: int | None) -> ToolSpec:
     """The spec ``require`` should use; ``helm`` picks its major from the argument or env."""
     if name == "helm":
         env = os.environ.get("CI_HELM_MAJOR", "")
-        major = major or (int(env) if env.isdigit() else 3)
+        major = major or (int(env) if env.isdigit() else None) or _ci_helm_major() or 3
         name = f"helm{major}"
     spec = TOOLS.get(name)
     if spec is None:
@@ -362,6 +362,19 @@ def _spec_for(name: str, major: int | None) -> ToolSpec:
     if major is not None and spec.major is not None and major != spec.major:
         raise ToolError(f"{name} is major {spec.major}, not {major}")
     return spec
+
+
+def _ci_helm() -> Path | None:
+    """The helm binary named by ``CI_HELM``, which ``require("helm")`` uses instead of a search."""
+    env = os.environ.get("CI_HELM", "")
+    return Path(env) if env else None
+
+
+def _ci_helm_major() -> int | None:
+    """The major version of the ``CI_HELM`` binary, so that it is used whichever it is."""
+    path = _ci_helm()
+    version = probe_version(path, TOOLS["helm3"]) if path else None
+    return parse_version(version)[0] if version else None
 
 
 def _on_path(names: tuple[str, ...]) -> list[Path]:
@@ -373,12 +386,9 @@ def _on_path(names: tuple[str, ...]) -> list[Path]:
     return found
 
 
-def _candidates(spec: ToolSpec, *, use_env: bool) -> list[tuple[Path, str]]:
+def _candidates(spec: ToolSpec) -> list[tuple[Path, str]]:
     """Where ``spec`` may be, in order of preference, each with its source label."""
     out: list[tuple[Path, str]] = []
-    helm_env = os.environ.get("CI_HELM", "")
-    if use_env and spec.path_names == ("helm",) and helm_env:
-        return [(Path(helm_env), "CI_HELM")]
     outside = list(_on_path(spec.path_names))
     if spec.docker_plugin:
         dirs = (docker_plugin_dir(), *SYSTEM_PLUGIN_DIRS)
@@ -414,10 +424,14 @@ def _check(spec: ToolSpec, path: Path, source: str) -> _Probe:
     return _Probe(path, source, version, "")
 
 
-def _search(spec: ToolSpec, *, use_env: bool = True) -> list[_Probe]:
-    """Probe candidates in order, stopping at the first compatible one (which ends the list)."""
+def _search(spec: ToolSpec, *, only: Path | None = None) -> list[_Probe]:
+    """Probe candidates in order, stopping at the first compatible one (which ends the list).
+
+    ``only`` replaces the search with one given binary (``CI_HELM``).
+    """
     probes = []
-    for path, source in _candidates(spec, use_env=use_env):
+    candidates = [(only, "CI_HELM")] if only is not None else _candidates(spec)
+    for path, source in candidates:
         probe = _check(spec, path, source)
         probes.append(probe)
         if not probe.problem:
@@ -435,12 +449,12 @@ def clear_cache() -> None:
 
 def require(name: str, *, major: int | None = None) -> Tool:
     """A compatible ``name``: on PATH first, else pinned; ``ToolError`` naming the fix if none."""
-    spec = _spec_for(name, major)
-    env = tuple(os.environ.get(k) for k in ("PATH", "CI_HELM", "DOCKER_CONFIG", "HOME"))
-    key = (spec.name, major, env, tools_dir())
+    names = ("PATH", "CI_HELM", "CI_HELM_MAJOR", "DOCKER_CONFIG", "HOME")
+    key = (name, major, tuple(os.environ.get(k) for k in names), tools_dir())
     if key in _cache:
         return _cache[key]
-    probes = _search(spec)
+    spec = _spec_for(name, major)
+    probes = _search(spec, only=_ci_helm() if name == "helm" else None)
     if probes and not probes[-1].problem:
         best = probes[-1]
         assert best.version is not None
@@ -483,6 +497,16 @@ def _tool_status(spec: ToolSpec) -> ToolStatus:
         status,
         f"{first.problem}; {INSTALL_HINT}",
     )
+
+
+def _ci_helm_status() -> ToolStatus:
+    """The helm named by ``CI_HELM``, checked as ``require("helm")`` would."""
+    try:
+        tool = require("helm")
+    except ToolError as exc:
+        path = _ci_helm()
+        return ToolStatus("helm (CI_HELM)", path, None, "CI_HELM", "missing", exc.message)
+    return ToolStatus("helm (CI_HELM)", tool.path, tool.version, tool.source, "ok")
 
 
 def find_go() -> Path | None:
@@ -539,6 +563,8 @@ def _docker_statuses() -> list[ToolStatus]:
 def doctor() -> list[ToolStatus]:
     """What every tool resolves to, where it came from, and what is missing or too old."""
     statuses = [_tool_status(spec) for spec in TOOLS.values()]
+    if _ci_helm() is not None:
+        statuses.append(_ci_helm_status())
     return [*statuses, *_docker_statuses(), _go_status()]
 
 

@@ -179,6 +179,18 @@ def test_ci_helm_names_the_binary_and_is_still_checked(
         tools.require("helm")
 
 
+def test_ci_helm_alone_is_used_whatever_its_major(
+    env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = fake(env["other"], "helm-4", "v4.3.1")
+    monkeypatch.setenv("CI_HELM", str(chosen))
+    assert tools.require("helm") == tools.Tool("helm4", chosen, "4.3.1", "CI_HELM")
+    with pytest.raises(ToolError, match=f"helm 4.3.1 found at {chosen} is not 3.x"):
+        tools.require("helm", major=3)
+    row = next(s for s in tools.doctor() if s.name == "helm (CI_HELM)")
+    assert (row.status, row.path, row.version) == ("ok", chosen, "4.3.1")
+
+
 def test_a_path_entry_that_links_into_the_pinned_folder_counts_as_pinned(
     env: dict[str, Path],
 ) -> None:
