@@ -508,7 +508,7 @@ class StepCounter:
 
     def __init__(self, name: str, progress: Progress, interval: float = 3.0) -> None:
         self.name, self.progress, self.interval = name, progress, interval
-        self._last = 0.0
+        self._last = float("-inf")
         self._layers: dict[str, bool] = {}
 
     def step(self, text: str) -> None:

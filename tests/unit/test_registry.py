@@ -1,0 +1,222 @@
+"""Unit tests of the registry client: reference parsing, retries, auth challenges.
+
+Retries and token auth are behaviours a healthy local registry never shows, so a small
+scripted HTTP server plays the failing or token-protected registry; the real registry is
+exercised in tests/integration/test_images.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ci import registry
+from ci.errors import RegistryError
+
+Reply = tuple[int, dict[str, str], bytes]
+Script = Callable[[str, str, dict[str, str]], Reply]
+
+
+class _Server:
+    """Answers each request through ``script(method, path, headers)`` and records it."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    self.rfile.read(length)
+                server.requests.append((self.command, self.path, headers))
+                status, reply_headers, body = server.script(self.command, self.path, headers)
+                self.send_response(status)
+                for key, value in reply_headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Script], _Server]]:
+    servers: list[_Server] = []
+
+    def start(script: Script) -> _Server:
+        servers.append(_Server(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _client(host: str, **kwargs: object) -> tuple[registry.Client, list[float]]:
+    slept: list[float] = []
+    client = registry.Client(host, sleep=slept.append, **kwargs)  # type: ignore[arg-type]
+    return client, slept
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+# ----------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("127.0.0.1:5000/ns/api:main", ("127.0.0.1:5000", "ns/api", "main")),
+        ("ghcr.io/acme/app@sha256:abc", ("ghcr.io", "acme/app", "sha256:abc")),
+        ("localhost/app", ("localhost", "app", "latest")),
+        ("debian:bookworm", ("registry-1.docker.io", "library/debian", "bookworm")),
+        ("bitnami/nginx", ("registry-1.docker.io", "bitnami/nginx", "latest")),
+    ],
+)
+def test_split_reference(ref: str, expected: tuple[str, str, str]) -> None:
+    assert registry.split_reference(ref) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1:5000", True), ("localhost", True), ("ghcr.io", False), ("10.0.0.1:5000", False)],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert registry.is_loopback(host) is loopback
+
+
+def test_plain_http_only_for_local_or_insecure_registries() -> None:
+    assert registry.Client("127.0.0.1:5000").base_url == "http://127.0.0.1:5000"
+    assert registry.Client("ghcr.io").base_url == "https://ghcr.io"
+    assert registry.Client("reg.lan:5000", insecure=True).base_url == "http://reg.lan:5000"
+
+
+def test_pick_platform_skips_attestations() -> None:
+    index = {
+        "manifests": [
+            {"digest": "sha256:att", "platform": {"os": "unknown", "architecture": "unknown"}},
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    }
+    assert registry.pick_platform(index, "linux/amd64") == "sha256:amd"
+    assert registry.pick_platform(index, "linux/s390x") is None
+
+
+# ----------------------------------------------------------------------------- retries
+
+
+def test_transient_errors_are_retried_with_backoff(serve: Callable[[Script], _Server]) -> None:
+    answers = iter([503, 502, 200])
+
+    def script(_m: str, _p: str, _h: dict[str, str]) -> Reply:
+        return next(answers), {"Docker-Content-Digest": DIGEST}, b""
+
+    server = serve(script)
+    client, slept = _client(server.host)
+    assert client.digest("ns/api", "main") == DIGEST
+    assert slept == [0.5, 1.0]
+    assert len(server.requests) == 3
+
+
+def test_missing_tag_is_none_not_an_error(serve: Callable[[Script], _Server]) -> None:
+    server = serve(lambda *_: (404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'))
+    client, slept = _client(server.host)
+    assert client.digest("ns/api", "nope") is None
+    assert slept == []
+
+
+def test_refusal_is_not_retried_and_quotes_the_registry(serve: Callable[[Script], _Server]) -> None:
+    body = json.dumps({"errors": [{"code": "DENIED", "message": "requested access is denied"}]})
+    server = serve(lambda *_: (403, {"Content-Type": "application/json"}, body.encode()))
+    client, slept = _client(server.host)
+    with pytest.raises(
+        RegistryError, match=r"GET .*: HTTP 403 DENIED: requested access is denied$"
+    ):
+        client.manifest("ns/api", "main")
+    with pytest.raises(RegistryError, match=r"HEAD .*: HTTP 403 Forbidden$"):  # HEAD has no body
+        client.digest("ns/api", "main")
+    assert slept == []
+
+
+def test_unreachable_registry_is_one_line_after_retries() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client, slept = _client(f"127.0.0.1:{port}", retries=2)
+    with pytest.raises(RegistryError) as info:
+        client.ping()
+    assert str(info.value) == (
+        f"registry 127.0.0.1:{port} unreachable: connection refused (after 3 attempts)"
+    )
+    assert slept == [0.5, 1.0]
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+def test_bearer_challenge_fetches_a_token_with_the_credentials(
+    serve: Callable[[Script], _Server],
+) -> None:
+    expected_basic = "Basic " + base64.b64encode(b"bot:pw").decode()
+    host: list[str] = []
+
+    def script(_m: str, path: str, headers: dict[str, str]) -> Reply:
+        if path.startswith("/token"):
+            if headers.get("authorization") != expected_basic:
+                return 401, {}, b""
+            return 200, {"Content-Type": "application/json"}, b'{"token": "tok-1"}'
+        if headers.get("authorization") == "Bearer tok-1":
+            return 200, {"Docker-Content-Digest": DIGEST}, b""
+        challenge = f'Bearer realm="http://{host[0]}/token",service="reg"'
+        return 401, {"WWW-Authenticate": challenge}, b""
+
+    server = serve(script)
+    host.append(server.host)
+    client, _ = _client(server.host, username="bot", password="pw")
+    assert client.digest("ns/api", "main") == DIGEST
+    token_request = next(p for _m, p, _h in server.requests if p.startswith("/token"))
+    assert "scope=repository%3Ans%2Fapi%3Apull" in token_request
+    assert "service=reg" in token_request
+    # The token is reused for the same scope: no second token request.
+    client.digest("ns/api", "other")
+    assert sum(p.startswith("/token") for _m, p, _h in server.requests) == 1
+
+
+def test_refused_token_says_to_check_credentials(serve: Callable[[Script], _Server]) -> None:
+    host: list[str] = []
+
+    def script(_m: str, path: str, _h: dict[str, str]) -> Reply:
+        if path.startswith("/token"):
+            return 401, {}, b""
+        return 401, {"WWW-Authenticate": f'Bearer realm="http://{host[0]}/token"'}, b""
+
+    server = serve(script)
+    host.append(server.host)
+    client, _ = _client(server.host, username="bot", password="wrong")
+    with pytest.raises(RegistryError, match="token request refused: HTTP 401"):
+        client.digest("ns/api", "main")
