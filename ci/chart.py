@@ -188,12 +188,14 @@ def render(
     return Rendered(env.name, result.stdout, parse_manifests(result.stdout))
 
 
-def _first_error(stderr: str) -> str:
+def _first_error(stderr: str, limit: int = 400) -> str:
+    """Helm's error in one line: from ``Error:`` on (schema errors span several lines)."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    for ln in lines:
+    for i, ln in enumerate(lines):
         if ln.startswith("Error:"):
-            return ln.removeprefix("Error:").strip()
-    return lines[-1] if lines else "no output"
+            text = " ".join([ln.removeprefix("Error:").strip(), *lines[i + 1 :]])
+            return text[:limit]
+    return lines[-1][:limit] if lines else "no output"
 
 
 def write_rendered(rendered: Rendered, output: Path) -> list[Path]:
@@ -368,23 +370,39 @@ def check(
     findings_path: Path | None = None,
     rendered_dir: Path | None = None,
 ) -> Report:
-    """Lint, render, validate and policy for every environment; write ``findings.json``."""
+    """Lint, render, validate and policy for every environment; write ``findings.json``.
+
+    helm runs in parallel (lint and one render per environment); an environment that does
+    not render is a finding, and the other environments are still checked.
+    """
     started = time.monotonic()
     report = Report()
     with ThreadPoolExecutor(max_workers=2 * max(1, len(envs))) as pool:
         lint_future = pool.submit(lint, cfg, helm, envs)
-        renders = [pool.submit(render, cfg, helm, env) for env in envs]
-        rendered_list = [f.result() for f in renders]
+        renders = [(env, pool.submit(render, cfg, helm, env)) for env in envs]
+        outcomes = [(env, _outcome(future)) for env, future in renders]
         report.extend(lint_future.result())
-    for rendered in rendered_list:
+    for env, outcome in outcomes:
+        if isinstance(outcome, ChartError):
+            file = outcome.location.file if outcome.location else relpath(cfg, cfg.chart.path)
+            report.findings.append(Finding("RENDER001", outcome.message, file, None, env.name))
+            continue
         if rendered_dir is not None:
-            write_rendered(rendered, rendered_dir / rendered.env)
-        report.extend(validate_env(cfg, rendered))
-        report.findings += policy_env(cfg, rendered).findings
+            write_rendered(outcome, rendered_dir / outcome.env)
+        report.extend(validate_env(cfg, outcome))
+        report.findings += policy_env(cfg, outcome).findings
     report.seconds = time.monotonic() - started
     if findings_path is not None:
         write_findings(report, findings_path)
     return report
+
+
+def _outcome(future: Any) -> Rendered | ChartError:
+    try:
+        result: Rendered = future.result()
+    except ChartError as exc:
+        return exc
+    return result
 
 
 def write_findings(report: Report, path: Path) -> None:
@@ -441,8 +459,19 @@ def bump(
     if app_version is not None:
         changes.append(_edit(chart_yaml, ("appVersion",), app_version, quote=True))
     if values_file is not None and image is not None and tag is not None:
-        changes.append(_edit(values_file, (image, "image", "tag"), tag, quote=True, create=True))
+        known = _has_image(chart_dir / "values.yaml", image)
+        changes.append(_edit(values_file, (image, "image", "tag"), tag, quote=True, create=known))
     return changes
+
+
+def _has_image(values: Path, image: str) -> bool:
+    """True when the chart's values.yaml has ``<image>.image`` (so a tag may be added)."""
+    try:
+        data = yaml.safe_load(values.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    block = data.get(image) if isinstance(data, dict) else None
+    return isinstance(block, dict) and isinstance(block.get("image"), dict)
 
 
 def _roundtrip() -> Any:
