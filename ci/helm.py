@@ -310,3 +310,25 @@ def uninstall_argv(
     argv = [helm.path, "uninstall", release, *_scope_flags(namespace, kube_context, kubeconfig)]
     argv += _wait_flags(helm, wait)
     return tuple(argv)
+
+
+def get_manifest_argv(
+    helm: Helm,
+    release: str,
+    *,
+    namespace: str,
+    revision: int | None = None,
+    kube_context: str | None = None,
+    kubeconfig: str | None = None,
+) -> Argv:
+    """``helm get manifest``: the live release's objects (hooks excluded), for a diff."""
+    argv = [
+        helm.path,
+        "get",
+        "manifest",
+        release,
+        *_scope_flags(namespace, kube_context, kubeconfig),
+    ]
+    if revision is not None:
+        argv += ["--revision", str(revision)]
+    return tuple(argv)
