@@ -499,6 +499,8 @@ class Builder(Protocol):
     """Builds one job; when ``push``, pushes ``job.tags[0]`` and returns the manifest digest."""
 
     name: str
+    #: Build every step again, ignoring layer and registry caches (benchmarks, broken caches).
+    no_cache: bool
 
     def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str: ...
 
@@ -556,6 +558,7 @@ class DockerBuilder:
     """
 
     name = "docker"
+    no_cache = False
 
     def __init__(self, client: Any, retries: int = 3, backoff: float = 2.0) -> None:
         self.client = client
@@ -613,6 +616,7 @@ class DockerBuilder:
                 platform=None if platform == self.native else platform,
                 rm=True,
                 forcerm=True,
+                nocache=self.no_cache,
                 pull=False,
                 decode=True,
             )
@@ -690,6 +694,7 @@ class BuildxBuilder:
     """
 
     name = "buildx"
+    no_cache = False
 
     def __init__(
         self,
@@ -719,10 +724,12 @@ class BuildxBuilder:
         if image.target:
             args += ["--target", image.target]
         insecure = ",registry.insecure=true" if self.insecure else ""
-        if self.cache:
+        if self.no_cache:
+            args.append("--no-cache")
+        elif self.cache:
             args += ["--cache-from", f"type=registry,ref={job.cache_ref}{insecure}"]
-            if push:
-                args += ["--cache-to", f"type=registry,ref={job.cache_ref},mode=max{insecure}"]
+        if self.cache and push:
+            args += ["--cache-to", f"type=registry,ref={job.cache_ref},mode=max{insecure}"]
         if push:
             name = f"{job.repository}:{job.tags[0]}"
             args += ["--output", f"type=image,name={name},push=true{insecure}"]
@@ -1058,12 +1065,14 @@ def build_images(
     progress: Progress = _no_progress,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    no_cache: bool = False,
 ) -> ImagesResult:
     """Build (and push) the configured images and write ``images.json``.
 
     Every image is attempted even when one fails (they are independent, and a finished one
     fills the cache for the next run). With ``check`` the first failure is raised at the end;
     without, the caller gets the result (to show the table) and calls ``raise_first``.
+    ``no_cache`` rebuilds every image from scratch, content tag or not.
     """
     started = time.monotonic()
     if jobs < 1:
@@ -1079,6 +1088,7 @@ def build_images(
     except CiError as exc:
         exc.message = f"cannot build {names}: {exc.message}"
         raise
+    chosen.no_cache = no_cache
     client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
     runner = _Runner(chosen, Lookup(client, registry), registry, push, progress)
     results = [_result(job) for job in planned]
@@ -1140,9 +1150,15 @@ class _Runner:
         self.progress(job.name, f"{res.status} {res.digest} in {res.duration:.1f}s")
         return None
 
+    def _existing(self, job: Job) -> str | None:
+        """The digest behind the job's content tag, unless the caller wants a fresh build."""
+        if self.builder.no_cache:
+            return None
+        return self.lookup.digest(job.repository, job.content_tag)
+
     def _publish_or_build(self, job: Job, res: ImageResult) -> None:
         try:
-            existing = self.lookup.digest(job.repository, job.content_tag)
+            existing = self._existing(job)
         except RegistryError:
             if self.push:
                 raise

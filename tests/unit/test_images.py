@@ -394,3 +394,15 @@ def test_raise_first_counts_the_other_failures() -> None:
     result.errors = [BuildError("image a: broke"), BuildError("image b: broke")]
     with pytest.raises(BuildError, match=r"^image a: broke \(and 1 more image\(s\) failed\)$"):
         result.raise_first()
+
+
+def test_buildx_no_cache_skips_the_import_but_still_refreshes_the_cache(
+    cfg: config.Config,
+) -> None:
+    job = images.plan(cfg, GIT)[0]
+    builder = _builder()
+    builder.no_cache = True
+    argv = builder.argv(job, push=True, metadata=Path("/m.json"))
+    assert "--no-cache" in argv
+    assert "--cache-from" not in argv
+    assert "--cache-to" in argv
