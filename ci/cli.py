@@ -281,9 +281,12 @@ def images_group() -> None:
     envvar="CI_IMAGE_JOBS",
     help="Images built in parallel.",
 )
+@click.option("--no-cache", is_flag=True, help="Rebuild from scratch, even unchanged images.")
 @pass_ctx
 @handle_errors
-def images_build(ctx: Context, push: bool, only: tuple[str, ...], builder: str, jobs: int) -> None:
+def images_build(
+    ctx: Context, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
+) -> None:
     """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
     import threading
 
@@ -307,6 +310,7 @@ def images_build(ctx: Context, push: bool, only: tuple[str, ...], builder: str, 
         jobs=jobs,
         progress=progress,
         check=False,
+        no_cache=no_cache,
     )
     _show_images(result)
     result.raise_first()
