@@ -814,14 +814,25 @@ def _buildx_reason(log: list[str]) -> str:
 
 
 def _build_error(job: Job, reason: str, log: list[str]) -> BuildError:
-    """One line naming the image, pointing at the Dockerfile line when the reason has one."""
-    match = re.search(r"line (\d+)", reason)
-    location = Location(str(job.image.dockerfile), int(match.group(1)) if match else None)
+    """One line naming the image, pointing at the Dockerfile line when the output names one."""
+    line = _dockerfile_line(reason, log)
     return BuildError(
         f"image {job.name}: build failed: {reason}",
-        location=location if match else None,
+        location=Location(str(job.image.dockerfile), line) if line else None,
         detail=proc.tail("\n".join(log)),
     )
+
+
+def _dockerfile_line(reason: str, log: list[str]) -> int | None:
+    """``parse error on line 3`` in the reason, or BuildKit's ``Dockerfile:12`` excerpt header."""
+    match = re.search(r"parse error (?:on )?line (\d+)", reason)
+    if match:
+        return int(match.group(1))
+    for text in reversed(log[-60:]):
+        match = re.search(r"(?:^|\s)[\w./-]*Dockerfile:(\d+)\s*$", text)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 # ----------------------------------------------------------------------------- buildkit
@@ -901,32 +912,39 @@ def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
     )
 
 
+def _buildx_builder(cfg: Config, out_dir: Path, base_refs: Sequence[str]) -> BuildxBuilder:
+    """The buildx builder, with its BuildKit daemon running; raises when it cannot be."""
+    buildx = tools.require("buildx").path
+    if not BUILDKIT_SOCKET.exists():
+        tools.require("buildkitd")
+    hosts = [split_reference(r)[0] for r in base_refs]
+    hosts = [h for h in [cfg.registry.host, *hosts] if is_loopback(h)]
+    if cfg.registry.insecure:
+        hosts.append(cfg.registry.host)
+    ensure_buildkit(buildx, hosts)
+    return BuildxBuilder(
+        buildx,
+        cache=cfg.registry.cache,
+        insecure=cfg.registry.insecure or is_loopback(cfg.registry.host),
+        metadata_dir=out_dir / "buildx",
+    )
+
+
 def choose_builder(
     choice: str, cfg: Config, *, out_dir: Path, base_refs: Sequence[str] = ()
 ) -> Builder:
-    """``auto`` means buildx when the pinned buildx and buildkitd are usable, else docker."""
+    """``auto`` means buildx when the pinned buildx and buildkitd are usable, else docker.
+
+    ``buildx`` asked for by name fails loudly instead of falling back.
+    """
     if choice not in BUILDERS:
         raise ConfigError(f"--builder: expected one of {', '.join(BUILDERS)}, got '{choice}'")
     if choice in ("auto", "buildx"):
         try:
-            buildx = tools.require("buildx").path
-            if not BUILDKIT_SOCKET.exists():
-                tools.require("buildkitd")
-        except ToolError:
+            return _buildx_builder(cfg, out_dir, base_refs)
+        except (ToolError, EnvironmentNotReady, ProcessError):
             if choice == "buildx":
                 raise
-        else:
-            hosts = [split_reference(r)[0] for r in base_refs]
-            hosts = [h for h in [cfg.registry.host, *hosts] if is_loopback(h)]
-            if cfg.registry.insecure:
-                hosts.append(cfg.registry.host)
-            ensure_buildkit(buildx, hosts)
-            return BuildxBuilder(
-                buildx,
-                cache=cfg.registry.cache,
-                insecure=cfg.registry.insecure or is_loopback(cfg.registry.host),
-                metadata_dir=out_dir / "buildx",
-            )
     return DockerBuilder(docker_client())
 
 

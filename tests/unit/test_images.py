@@ -406,3 +406,19 @@ def test_buildx_no_cache_skips_the_import_but_still_refreshes_the_cache(
     assert "--no-cache" in argv
     assert "--cache-from" not in argv
     assert "--cache-to" in argv
+
+
+def test_run_failures_point_at_the_line_buildkit_quotes(cfg: config.Config) -> None:
+    job = images.plan(cfg, GIT)[0]
+    log = [
+        '#9 ERROR: process "/bin/sh -c cat src/*.txt" did not complete successfully: exit code: 1',
+        "------",
+        " > [build 4/4] RUN cat src/*.txt:",
+        "------",
+        "api.Dockerfile:6",
+        'ERROR: failed to solve: process "/bin/sh -c cat src/*.txt" did not complete successfully',
+    ]
+    err = images._build_error(job, images._buildx_reason(log), log)
+    assert err.location == Location(str(cfg.image("api").dockerfile), 6)
+    plain = images._build_error(job, "The command returned a non-zero code: 2 (line 7 of x)", [])
+    assert plain.location is None
