@@ -9,6 +9,7 @@ environment (its values files, release name and namespace), and every problem en
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -223,20 +224,31 @@ def write_rendered(rendered: Rendered, output: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- lint
 
 _LINT_LINE = re.compile(r"^\[(ERROR|WARNING)\]\s+(?:([^:\s][^:]*?):\s+)?(.*)$")
+_LINT_END = re.compile(r"^(\[(INFO|ERROR|WARNING)\]|==> |Error: |\d+ chart\(s\) linted)")
 
 
 def parse_lint(output: str, cfg: Config, env: str) -> list[Finding]:
-    """Findings from ``helm lint`` output: ``[ERROR] templates/x.yaml: message`` lines."""
+    """Findings from ``helm lint`` output: ``[ERROR] templates/x.yaml: message`` lines.
+
+    A message can go on over the following lines (values schema errors list one key per
+    line); those lines are joined into it.
+    """
     chart_rel = relpath(cfg, cfg.chart.path)
-    out = []
+    entries: list[tuple[str, list[str]]] = []
+    following = False
     for raw in output.splitlines():
-        match = _LINT_LINE.match(raw.strip())
-        if not match:
-            continue
-        _level, file, message = match.groups()
-        path = f"{chart_rel}/{file}" if file and not file.startswith("/") else chart_rel
-        out.append(Finding("LINT001", message.strip(), path, None, env, ERROR))
-    return out
+        line = raw.strip()
+        match = _LINT_LINE.match(line)
+        if match:
+            _level, file, message = match.groups()
+            path = f"{chart_rel}/{file}" if file and not file.startswith("/") else chart_rel
+            entries.append((path, [message.strip().removeprefix("- ")]))
+            following = True
+        elif following and line and not _LINT_END.match(line):
+            entries[-1][1].append(line.removeprefix("- "))
+        else:
+            following = False
+    return [Finding("LINT001", " ".join(parts), path, None, env) for path, parts in entries]
 
 
 def lint(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> Report:
@@ -254,6 +266,7 @@ def lint(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> Report
         )
         result = proc.run(argv, timeout=120, check=False, what=f"helm lint ({env.name})")
         found = parse_lint(result.stdout + "\n" + result.stderr, cfg, env.name)
+        found = _dedupe([_point_at_value(cfg, env, f) for f in found])
         if not result.ok and not found:
             found = [
                 Finding(
@@ -275,6 +288,49 @@ def lint(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> Report
     return report
 
 
+_SCHEMA_PATH = re.compile(r"at '(/[^']*)'")
+
+
+def _point_at_value(cfg: Config, env: Environment, finding: Finding) -> Finding:
+    """Move a values-schema finding to the values file and line that set the bad key.
+
+    Helm reports schema errors against ``values.yaml`` whichever file set the value; the
+    last file (in ``-f`` order) that has the key is the one to fix.
+    """
+    match = _SCHEMA_PATH.search(finding.message)
+    if match is None:
+        return finding
+    key = tuple(int(p) if p.isdigit() else p for p in match.group(1).strip("/").split("/"))
+    for path in reversed([cfg.chart.path / "values.yaml", *env.values]):
+        line = _key_line(path, key)
+        if line is not None:
+            return dataclasses.replace(finding, file=relpath(cfg, path), line=line)
+    return finding
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per values line (Helm 3 reports schema errors for values.yaml and templates/)."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for f in findings:
+        if f.line is not None:
+            if (f.file, f.line) in seen:
+                continue
+            seen.add((f.file, f.line))
+        out.append(f)
+    return out
+
+
+def _key_line(path: Path, key: tuple[str | int, ...]) -> int | None:
+    from ci.config import read_yaml_with_lines
+
+    try:
+        _data, lines = read_yaml_with_lines(path)
+    except ConfigError:
+        return None
+    return lines.get(key)
+
+
 def values_files(cfg: Config, envs: Iterable[Environment]) -> list[Path]:
     """The chart's values.yaml plus every environment's values files, without repeats."""
     files = [cfg.chart.path / "values.yaml"]
@@ -287,8 +343,9 @@ _YAMLLINT_LINE = re.compile(r"^(.*?):(\d+):(\d+): \[(error|warning)\] (.*?)(?: \
 
 
 def yamllint(cfg: Config, files: Sequence[Path]) -> list[Finding]:
-    """yamllint on ``files`` with the chart's ``.yamllint.yaml``; warnings are findings too."""
-    config = cfg.chart.path.parent / ".yamllint.yaml"
+    """yamllint on ``files`` with the chart's ``.yamllint.yaml`` (not packaged, see
+    .helmignore); warnings are findings too, with severity warning."""
+    config = cfg.chart.path / ".yamllint.yaml"
     argv = [sys.executable, "-m", "yamllint", "-f", "parsable", "--strict"]
     if config.is_file():
         argv += ["-c", str(config)]

@@ -133,7 +133,7 @@ def sec_non_root(m: Manifest, ctx: Context) -> Iterator[Issue]:
         uid = sc.get("runAsUser", psc.get("runAsUser"))
         if uid == 0:
             yield _issue(
-                m, "SEC001", f"{label} {c.get('name')} runs as root (runAsUser: 0)", "runAsUser"
+                m, "SEC001", f"{label} {c.get('name')} runs as root (runAsUser: 0)", _needle(c)
             )
         elif non_root is not True:
             yield _issue(

@@ -245,11 +245,7 @@ def validate_one(manifest: Manifest, schemas: SchemaSet) -> Iterator[Issue]:
     for error in errors:
         where = _json_path(error.absolute_path)
         yield Issue(
-            manifest,
-            RULE_SCHEMA,
-            f"{where}: {_message(error)}",
-            ERROR,
-            needle=_needle(error.absolute_path),
+            manifest, RULE_SCHEMA, f"{where}: {_message(error)}", ERROR, needle=_needle(error)
         )
 
 
@@ -274,7 +270,11 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message[:300]
 
 
-def _needle(path: Iterable[Any]) -> str | None:
-    """The last key of the path, as it would appear in the template (``key:``)."""
-    keys = [p for p in path if isinstance(p, str)]
+def _needle(error: jsonschema.ValidationError) -> str | None:
+    """Text to find the line in the template: the unknown field, else the last key."""
+    if error.validator == "additionalProperties":
+        match = re.search(r"'([^']+)'", error.message)
+        if match:
+            return f"{match.group(1)}:"
+    keys = [p for p in error.absolute_path if isinstance(p, str)]
     return f"{keys[-1]}:" if keys else None

@@ -189,24 +189,15 @@ seccompProfile:
       key: {{ include "schedule-app.db.secretKey" . }}
 {{- end -}}
 
-{{/* Whether the backend runs Flyway itself when it starts. */}}
-{{- define "schedule-app.migrateOnStart" -}}
-{{- $m := toString .Values.backend.migrateOnStart -}}
-{{- if eq $m "auto" -}}
-{{- ternary "true" "false" .Values.postgresql.enabled -}}
-{{- else -}}
-{{- $m -}}
-{{- end -}}
-{{- end -}}
-
-{{/* Backend URL path under the context path; dict: root, path. */}}
+{{/* URL path of an actuator endpoint; dict: root, path ("/health"). */}}
 {{- define "schedule-app.backend.path" -}}
-{{- trimSuffix "/" .root.Values.backend.contextPath -}}{{ .path }}
+{{- trimSuffix "/" .root.Values.backend.actuatorPath -}}{{ .path }}
 {{- end -}}
 
 {{/* Helm hooks of the migration Job: the bundled database only exists after the first
-     install, so there the first migration runs after install (and the backend migrates on
-     start); an external database is migrated before anything else changes. */}}
+     install, so there the first migration runs right after install (the backend's readiness
+     needs the database, not the schema, so `helm --wait` is not blocked); an external
+     database is migrated before anything else changes. */}}
 {{- define "schedule-app.migration.hooks" -}}
 {{- ternary "post-install,pre-upgrade" "pre-install,pre-upgrade" .Values.postgresql.enabled -}}
 {{- end -}}
