@@ -250,6 +250,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   stream_server_address = "127.0.0.1"
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -288,6 +289,7 @@ clusterDomain: cluster.local
 failSwapOn: false
 healthzBindAddress: 127.0.0.1
 readOnlyPort: 0
+podLogsDir: $DATA/pod-logs
 serializeImagePulls: false
 podCIDR: $POD_CIDR
 resolvConf: /etc/resolv.conf
@@ -469,17 +471,12 @@ kill_shims() { # the runc shims this containerd started (they carry its socket p
   for pid in $(pgrep -f -- "-address $SOCK" || true); do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
-unmount_all() { # every mount under our directories, deepest first; then the pods' netns
+unmount_all() { # every mount under our directories (volumes, rootfs, shm, netns), deepest first
   local m
   for _ in 1 2 3; do
     while read -r m; do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done < <(awk '{print $5}' /proc/self/mountinfo | grep -E "^($DATA|$STATE)(/|$)" | sort -r)
-  done
-  for m in /run/netns/cni-*; do
-    [[ -e $m ]] || continue
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-    rm -f "$m"
   done
 }
 

@@ -46,7 +46,7 @@ debian_base() { # a Debian minbase image made with debootstrap (no image can be 
     root=$(mktemp -d)
     log "debootstrap bookworm (about 30 s)"
     debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
-    tar -C "$root" -c . | docker import -q - "$ref" >/dev/null
+    tar -C "$root" -c . | docker import - "$ref" >/dev/null
     rm -rf "$root"
   fi
   docker push -q "$ref" >/dev/null

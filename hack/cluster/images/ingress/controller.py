@@ -124,8 +124,7 @@ def render(hosts: dict[str, dict[str, str]], listen: str) -> str:
         + "  }\n"
     ]
     for host in sorted(h for h in hosts if h):
-        name = host.replace("*.", ".")
-        servers.append(f"  server {{\n    listen {listen};\n    server_name {name};\n" + "".join(hosts[host].values()) + "  }\n")
+        servers.append(f"  server {{\n    listen {listen};\n    server_name {host};\n" + "".join(hosts[host].values()) + "  }\n")
     return (
         "worker_processes 1;\npid /run/nginx.pid;\nerror_log stderr warn;\n"
         "events { worker_connections 1024; }\n"
