@@ -11,12 +11,14 @@ cache shared by every clone on the machine, so a second ``make tools`` only re-l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -624,13 +626,31 @@ def _install_one(spec: ToolSpec, target_dir: Path, on_progress: Progress) -> Ins
         )
     built = cache_dir(spec) / spec.binary
     action = "linked"
-    if not _at_pin(built, spec):
-        on_progress(spec.name, f"building {spec.package}@{spec.version}")
-        _build(spec, on_progress)
-        action = "built"
+    with _build_lock(spec, on_progress):  # another clone may be building the same pin
+        if not _at_pin(built, spec):
+            on_progress(spec.name, f"building {spec.package}@{spec.version}")
+            _build(spec, on_progress)
+            action = "built"
     _link(built, link)
     notes = _plugin_link(spec, link)
     return InstallResult(spec.name, spec.version, link, action, time.monotonic() - started, notes)
+
+
+@contextmanager
+def _build_lock(spec: ToolSpec, on_progress: Progress) -> Iterator[None]:
+    """Hold ``<cache>/.<name>-<version>.lock`` so parallel installs build each pin only once."""
+    final = cache_dir(spec)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with (final.parent / f".{final.name}.lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_progress(spec.name, f"building {spec.version}: waiting for another install of it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _link(source: Path, link: Path) -> None:
@@ -687,6 +707,7 @@ def _build(spec: ToolSpec, on_progress: Progress) -> None:
     final = cache_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    work.chmod(0o755)  # mkdtemp's 0700 would hide the shared cache from other users
     try:
         if spec.staging_replaces:
             _build_with_wrapper(go, spec, work, on_progress)
