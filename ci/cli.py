@@ -588,3 +588,186 @@ def chart_bump(
     )
     for c in changes:
         gha.echo(f"{c.file}: {c.key}: {c.old} -> {c.new}")
+
+
+# ---------------------------------------------------------------------------- deploy
+
+_HELM_MAJOR_OPTION = click.option(
+    "--helm-major",
+    type=click.Choice(["3", "4"]),
+    default=None,
+    envvar="CI_HELM_MAJOR",
+    help="Helm major to use (default: CI_HELM_MAJOR, else 3).",
+)
+
+
+@main.command("deploy")
+@click.option("--env", "env", required=True, help="Environment to deploy (from the configuration).")
+@click.option(
+    "--release-manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="release.json of a staging run whose smoke checks passed (required with approval).",
+)
+@click.option("--diff-only", is_flag=True, help="Print what would change and change nothing.")
+@click.option(
+    "--images",
+    "images_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Image digests from `ci images build --push` (default: OUT/images.json).",
+)
+@click.option(
+    "--server-side/--client-side",
+    "server_side",
+    default=None,
+    help="Helm 4 apply mode (default: server-side on Helm 4; Helm 3 is client-side only).",
+)
+@click.option(
+    "--values",
+    "extra_values",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra values file after the environment's (repeatable).",
+)
+@click.option("--set", "extra_set", multiple=True, help="Extra KEY=VALUE (as helm --set).")
+@_HELM_MAJOR_OPTION
+@pass_ctx
+@handle_errors
+def deploy_cmd(
+    ctx: Context,
+    *,
+    env: str,
+    release_manifest: Path | None,
+    diff_only: bool,
+    images_file: Path | None,
+    server_side: bool | None,
+    extra_values: tuple[Path, ...],
+    extra_set: tuple[str, ...],
+    helm_major: str | None,
+) -> None:
+    """helm upgrade --install ENV by image digest: wait, roll back on failure, write release.json.
+
+    Checks every input and that the cluster answers before changing anything. Environments
+    with approval get a diff against the live release first (log and job summary) and deploy
+    only a --release-manifest whose smoke checks passed, with exactly its digests.
+    """
+    from ci import deploy, gha
+
+    opts = deploy.Options(
+        env=env,
+        images_file=images_file or ctx.out_dir / "images.json",
+        release_manifest=release_manifest,
+        diff_only=diff_only,
+        server_side=server_side,
+        extra_values=extra_values,
+        extra_set=extra_set,
+        helm_major=int(helm_major) if helm_major else None,
+    )
+
+    def show_diff(diff: Any) -> None:
+        with gha.group(f"diff: {env}"), gha.untrusted_output():
+            gha.echo(diff.text().rstrip("\n"))
+        gha.add_summary(diff.markdown(env))
+
+    report = deploy.Reporter(line=gha.echo, diff=show_diff)
+    with gha.untrusted_output():
+        result = deploy.run(ctx.config, opts, ctx.out_dir, report)
+    if diff_only:
+        return
+    plan = result.plan
+    rows = [[i.name, i.ref] for i in plan.images]
+    gha.echo(gha.text_table(["image", "deployed"], rows).rstrip())
+    gha.echo(
+        f"{plan.env.release} revision {result.revision} in {plan.env.namespace} "
+        f"(previous {result.previous_revision or '-'}), chart {plan.chart_version}, "
+        f"{result.duration:.1f}s; written {result.record_path}"
+    )
+    gha.add_summary(
+        f"### Deploy: {env}\n\n"
+        + gha.markdown_table(
+            ["release", "namespace", "revision", "previous", "chart", "git SHA", "by"],
+            [
+                [
+                    plan.env.release,
+                    plan.env.namespace,
+                    str(result.revision),
+                    str(result.previous_revision or "-"),
+                    plan.chart_version,
+                    plan.git_sha[:12],
+                    plan.triggered_by,
+                ]
+            ],
+        )
+        + "\n"
+        + gha.markdown_table(["image", "deployed"], rows)
+    )
+    gha.set_output("revision", str(result.revision))
+    gha.set_output("release-manifest", str(result.record_path))
+
+
+# ----------------------------------------------------------------------------- smoke
+
+
+@main.command("smoke")
+@click.option("--env", "env", required=True, help="Environment to check.")
+@click.option("--base-url", default=None, help="Base URL (default: the environment's base_url).")
+@click.option(
+    "--host-header",
+    default=None,
+    help="Host header to send (reach an ingress by IP where its DNS name does not resolve).",
+)
+@click.option(
+    "--rollback/--no-rollback",
+    default=True,
+    show_default=True,
+    help="On failure right after this run's deploy, roll back (if the environment allows).",
+)
+@_HELM_MAJOR_OPTION
+@pass_ctx
+@handle_errors
+def smoke_cmd(
+    ctx: Context,
+    *,
+    env: str,
+    base_url: str | None,
+    host_header: str | None,
+    rollback: bool,
+    helm_major: str | None,
+) -> None:
+    """Run the configured smoke checks with retries until the deadline; write smoke.json.
+
+    The result is also recorded in OUT/release.json. When a check fails and release.json
+    holds a deploy of ENV from this same run (same Actions run, or any local run) that was
+    not smoke-tested yet and is still the live revision, and the environment has
+    rollback_on_smoke_failure, the release is rolled back to its recorded previous revision.
+    """
+    from ci import gha, smoke
+    from ci.errors import SmokeError
+
+    result = smoke.run(
+        ctx.config,
+        env,
+        ctx.out_dir,
+        base_url=base_url,
+        host_header=host_header,
+        rollback=rollback,
+        helm_major=int(helm_major) if helm_major else None,
+        on_line=gha.echo,
+    )
+    rows = [c.row() for c in result.checks]
+    gha.echo(gha.text_table(smoke.HEADERS, rows).rstrip())
+    verdict = "passed" if result.passed else "FAILED"
+    gha.echo(f"smoke {env}: {verdict} in {result.duration:.1f}s; written {result.path}")
+    note = f"\n{result.rollback}\n" if result.rollback else ""
+    gha.add_summary(
+        f"### Smoke: {env} ({verdict})\n\n" + gha.markdown_table(smoke.HEADERS, rows) + note
+    )
+    gha.set_output("smoke", "passed" if result.passed else "failed")
+    if not result.passed:
+        names = ", ".join(c.name for c in result.failed)
+        extra = f"; {result.rollback}" if result.rollback else ""
+        raise SmokeError(
+            f"smoke checks failed in {env}: {names}{extra}",
+            detail="\n\n".join(c.failure_text() for c in result.failed),
+        )

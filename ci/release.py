@@ -1,0 +1,281 @@
+"""What a deploy put on the cluster, as ``release.json``: the record production deploys from.
+
+Why a file: the staging deploy and its smoke checks run in one job, the production deploy in a
+later one (after approval). ``release.json`` carries exactly what staging tested -- image
+digests, chart version, values hash, git SHA, smoke result -- so the production deploy can take
+those digests and nothing else, and refuse anything that was not tested.
+
+Also here: reading ``images.json`` (the digests ``ci images build --push`` recorded) and who or
+what triggered a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ci.errors import ConfigError, Location
+
+RELEASE_FILE = "release.json"
+IMAGES_FILE = "images.json"
+SMOKE_PENDING = "pending"
+SMOKE_PASSED = "passed"
+SMOKE_FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One deployable image: where it is and its immutable digest."""
+
+    name: str
+    repository: str
+    digest: str
+    values_key: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass
+class ReleaseRecord:
+    """One deploy of one environment (the schema of ``release.json``)."""
+
+    env: str
+    namespace: str
+    release: str
+    revision: int
+    previous_revision: int | None
+    git_sha: str
+    images: list[ImageRef]
+    chart_name: str
+    chart_version: str
+    values_sha256: str
+    triggered_by: str
+    time: str
+    run_id: str
+    smoke: dict[str, Any] = field(default_factory=lambda: {"result": SMOKE_PENDING})
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["images"] = {i.name: asdict(i) | {"ref": i.ref} for i in self.images}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str) -> ReleaseRecord:
+        """Parse a ``release.json``; a missing or mistyped key is a one-line ``ConfigError``."""
+        try:
+            images = [
+                ImageRef(
+                    name=name,
+                    repository=str(i["repository"]),
+                    digest=str(i["digest"]),
+                    values_key=str(i.get("values_key", name)),
+                )
+                for name, i in dict(data["images"]).items()
+            ]
+            prev = data.get("previous_revision")
+            return cls(
+                env=str(data["env"]),
+                namespace=str(data["namespace"]),
+                release=str(data["release"]),
+                revision=int(data["revision"]),
+                previous_revision=int(prev) if prev is not None else None,
+                git_sha=str(data["git_sha"]),
+                images=images,
+                chart_name=str(data["chart_name"]),
+                chart_version=str(data["chart_version"]),
+                values_sha256=str(data.get("values_sha256", "")),
+                triggered_by=str(data.get("triggered_by", "")),
+                time=str(data.get("time", "")),
+                run_id=str(data.get("run_id", "")),
+                smoke=dict(data.get("smoke") or {"result": SMOKE_PENDING}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"not a release manifest: missing or invalid key {exc}", location=Location(source)
+            ) from None
+
+    @property
+    def smoke_result(self) -> str:
+        return str(self.smoke.get("result", SMOKE_PENDING))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write atomically: a reader (or a crash) never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: Path, *, hint: str) -> Any:
+    """Read a JSON artifact; a missing or broken file is a one-line error naming ``hint``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found ({hint})") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read JSON: {exc}") from None
+
+
+def write_release(record: ReleaseRecord, out_dir: Path) -> Path:
+    return write_json(out_dir / RELEASE_FILE, record.to_json())
+
+
+def read_release(path: Path) -> ReleaseRecord:
+    data = read_json(path, hint="write it with `ci deploy --env staging`")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "not a release manifest: expected a JSON object", location=Location(str(path))
+        )
+    return ReleaseRecord.from_json(data, str(path))
+
+
+def load_images(path: Path) -> tuple[list[ImageRef], str]:
+    """The pushed images' digests and the git SHA they were built from, from ``images.json``.
+
+    An image that was built but not pushed has no digest a cluster could pull: refuse it
+    rather than deploy a tag.
+    """
+    data = read_json(path, hint="build and push the images first: `ci images build --push`")
+    refs: list[ImageRef] = []
+    for item in data.get("images", []) if isinstance(data, dict) else []:
+        digest = str(item.get("digest") or "")
+        if not item.get("ref") or not digest.startswith("sha256:"):
+            raise ConfigError(
+                f"{path}: image '{item.get('name')}' has no pushed digest "
+                "(run `ci images build --push`)"
+            )
+        refs.append(
+            ImageRef(
+                name=str(item["name"]),
+                repository=str(item["repository"]),
+                digest=digest,
+                values_key=str(item.get("values_key") or item["name"]),
+            )
+        )
+    if not refs:
+        raise ConfigError(f"{path}: no images recorded (run `ci images build --push`)")
+    sha = str((data.get("git") or {}).get("sha") or "")
+    return refs, sha
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_for_promotion(record: ReleaseRecord, *, chart_version: str, source: str) -> None:
+    """Accept a release manifest for a production deploy only if staging tested exactly it."""
+    where = Location(source)
+    if record.smoke_result != SMOKE_PASSED:
+        raise ConfigError(
+            f"release manifest from '{record.env}' revision {record.revision} has smoke result "
+            f"'{record.smoke_result}' (expected 'passed'); only a tested release can be promoted",
+            location=where,
+        )
+    if record.chart_version != chart_version:
+        raise ConfigError(
+            f"release manifest has chart version {record.chart_version} but the chart here is "
+            f"{chart_version}; deploy from the commit staging tested",
+            location=where,
+        )
+    if not record.images:
+        raise ConfigError("release manifest lists no images", location=where)
+
+
+def missing_images(images: list[ImageRef], wanted: list[str]) -> list[str]:
+    """Configured image names a list of digests does not cover."""
+    have = {i.name for i in images}
+    return [name for name in wanted if name not in have]
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge like Helm does: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def set_path(values: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """``a.b.c=value`` into nested mappings (the subset of ``--set`` syntax the deploy uses)."""
+    node: dict[str, Any] = {}
+    root = node
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return deep_merge(values, root)
+
+
+def merged_values(files: list[Path], set_values: Mapping[str, str]) -> dict[str, Any]:
+    """The values a deploy gives Helm: each file in order, then the ``--set`` pairs."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict):
+            merged = deep_merge(merged, data)
+    for key, value in set_values.items():
+        merged = set_path(merged, key, value)
+    return merged
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    """sha256 of the values in canonical JSON: equal values, equal hash, whatever the layout."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ----------------------------------------------------------------------------- who and when
+
+
+def triggered_by(env: Mapping[str, str] | None = None) -> str:
+    """``actor (event)`` under Actions, else the local user."""
+    env = os.environ if env is None else env
+    actor = env.get("GITHUB_ACTOR")
+    if actor:
+        event = env.get("GITHUB_EVENT_NAME")
+        return f"{actor} ({event})" if event else actor
+    return env.get("USER") or env.get("LOGNAME") or "unknown"
+
+
+def run_id(env: Mapping[str, str] | None = None) -> str:
+    """The Actions run (id and attempt), or ``local``: which run a release belongs to."""
+    env = os.environ if env is None else env
+    rid = env.get("GITHUB_RUN_ID")
+    if not rid:
+        return "local"
+    return f"{rid}.{env.get('GITHUB_RUN_ATTEMPT', '1')}"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def chart_meta(chart_dir: Path) -> tuple[str, str]:
+    """``(name, version)`` from Chart.yaml."""
+    path = chart_dir / "Chart.yaml"
+    try:
+        meta = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return str(meta.get("name", chart_dir.name)), str(meta.get("version", ""))
