@@ -228,9 +228,18 @@ def test_login_masks_the_password_and_passes_it_on_stdin(project: Project, tmp_p
 
 
 def test_reference_app_images_build_and_push(
-    docker: Any, base_images: dict[str, str], tmp_path: Path
+    docker: Any, local_registry: str, tmp_path: Path
 ) -> None:
-    """The real Dockerfiles through the step, on the local base images."""
+    """The real Dockerfiles through the step, on the local base images (make base-images)."""
+    bases = {
+        name: f"local/{name}:bookworm" for name in ("maven", "jre", "node", "nginx", "pgclient")
+    }
+    missing = [
+        r for r in bases.values() if docker.run("image", "inspect", r, check=False).returncode
+    ]
+    if missing:
+        pytest.fail(f"local base images missing: {', '.join(missing)} (run `make base-images`)")
+    base_images = bases
     namespace = f"it-app-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
