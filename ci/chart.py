@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -255,37 +254,28 @@ def lint(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> Report
     """``helm lint --strict`` per environment (values schema included) and yamllint on values."""
     started = time.monotonic()
     report = Report()
-
-    def one(env: Environment) -> list[Finding]:
-        argv = helmcmd.lint_argv(
-            helm,
-            cfg.chart.path,
-            env.values,
-            strict=True,
-            kube_version=cfg.chart.kubernetes_version,
-        )
-        result = proc.run(argv, timeout=120, check=False, what=f"helm lint ({env.name})")
-        found = parse_lint(result.stdout + "\n" + result.stderr, cfg, env.name)
-        found = _dedupe([_point_at_value(cfg, env, f) for f in found])
-        if not result.ok and not found:
-            found = [
-                Finding(
-                    "LINT001",
-                    _first_error(result.stderr + result.stdout),
-                    relpath(cfg, cfg.chart.path),
-                    None,
-                    env.name,
-                )
-            ]
-        return found
-
     with ThreadPoolExecutor(max_workers=max(1, len(envs))) as pool:
-        for env, found in zip(envs, pool.map(one, envs), strict=True):
-            report.findings += found
+        futures = [pool.submit(helm_lint, cfg, helm, env) for env in envs]
+        report.findings += yamllint(cfg, values_files(cfg, envs))
+        for env, future in zip(envs, futures, strict=True):
+            report.findings += future.result()
             report.checked[env.name] = 1
-    report.findings += yamllint(cfg, values_files(cfg, envs))
     report.seconds = time.monotonic() - started
     return report
+
+
+def helm_lint(cfg: Config, helm: helmcmd.Helm, env: Environment) -> list[Finding]:
+    """``helm lint --strict`` of one environment, each problem a finding."""
+    argv = helmcmd.lint_argv(
+        helm, cfg.chart.path, env.values, strict=True, kube_version=cfg.chart.kubernetes_version
+    )
+    result = proc.run(argv, timeout=120, check=False, what=f"helm lint ({env.name})")
+    found = parse_lint(result.stdout + "\n" + result.stderr, cfg, env.name)
+    found = _dedupe([_point_at_value(cfg, env, f) for f in found])
+    if not result.ok and not found:
+        message = _first_error(result.stderr + result.stdout)
+        found = [Finding("LINT001", message, relpath(cfg, cfg.chart.path), None, env.name)]
+    return found
 
 
 _SCHEMA_PATH = re.compile(r"at '(/[^']*)'")
@@ -339,36 +329,39 @@ def values_files(cfg: Config, envs: Iterable[Environment]) -> list[Path]:
     return files
 
 
-_YAMLLINT_LINE = re.compile(r"^(.*?):(\d+):(\d+): \[(error|warning)\] (.*?)(?: \(([\w-]+)\))?$")
-
-
 def yamllint(cfg: Config, files: Sequence[Path]) -> list[Finding]:
-    """yamllint on ``files`` with the chart's ``.yamllint.yaml`` (not packaged, see
-    .helmignore); warnings are findings too, with severity warning."""
+    """yamllint on ``files`` with the chart's ``.yamllint.yaml`` (kept out of the package by
+    .helmignore). In-process: a second Python start would cost more than the linting."""
+    from yamllint import linter  # type: ignore[import-untyped]
+    from yamllint.config import (  # type: ignore[import-untyped]
+        YamlLintConfig,
+        YamlLintConfigError,
+    )
+
     config = cfg.chart.path / ".yamllint.yaml"
-    argv = [sys.executable, "-m", "yamllint", "-f", "parsable", "--strict"]
-    if config.is_file():
-        argv += ["-c", str(config)]
-    result = proc.run([*argv, *map(str, files)], timeout=60, check=False, what="yamllint")
-    if result.returncode not in (0, 1, 2):
-        raise ChartError(
-            f"yamllint failed: {_first_error(result.stderr)}", detail=proc.tail(result.stderr)
+    try:
+        conf = (
+            YamlLintConfig(file=str(config))
+            if config.is_file()
+            else YamlLintConfig("extends: default")
         )
+    except YamlLintConfigError as exc:
+        raise ConfigError(
+            f"invalid yamllint configuration: {exc}", location=Location(relpath(cfg, config))
+        ) from None
     out = []
-    for raw in result.stdout.splitlines():
-        match = _YAMLLINT_LINE.match(raw.strip())
-        if match:
-            file, line, _col, level, message, rule = match.groups()
-            text = f"{message} ({rule})" if rule else message
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read values file: {exc.strerror}", location=Location(relpath(cfg, path))
+            ) from None
+        for problem in linter.run(text, conf, str(path)):
+            message = f"{problem.desc} ({problem.rule})" if problem.rule else problem.desc
+            severity = ERROR if problem.level == "error" else WARNING
             out.append(
-                Finding(
-                    "LINT002",
-                    text,
-                    relpath(cfg, file),
-                    int(line),
-                    None,
-                    ERROR if level == "error" else WARNING,
-                )
+                Finding("LINT002", message, relpath(cfg, path), problem.line, None, severity)
             )
     return out
 
@@ -435,23 +428,32 @@ def check(
     started = time.monotonic()
     report = Report()
     with ThreadPoolExecutor(max_workers=2 * max(1, len(envs))) as pool:
-        lint_future = pool.submit(lint, cfg, helm, envs)
+        lint_futures = [pool.submit(helm_lint, cfg, helm, env) for env in envs]
         renders = [(env, pool.submit(render, cfg, helm, env)) for env in envs]
-        outcomes = [(env, _outcome(future)) for env, future in renders]
-        report.extend(lint_future.result())
-    for env, outcome in outcomes:
-        if isinstance(outcome, ChartError):
-            file = outcome.location.file if outcome.location else relpath(cfg, cfg.chart.path)
-            report.findings.append(Finding("RENDER001", outcome.message, file, None, env.name))
-            continue
-        if rendered_dir is not None:
-            write_rendered(outcome, rendered_dir / outcome.env)
-        report.extend(validate_env(cfg, outcome))
-        report.findings += policy_env(cfg, outcome).findings
+        # Python work runs while helm lint is still going
+        report.findings += yamllint(cfg, values_files(cfg, envs))
+        for env, future in renders:
+            outcome = _outcome(future)
+            if isinstance(outcome, ChartError):
+                file = outcome.location.file if outcome.location else relpath(cfg, cfg.chart.path)
+                report.findings.append(Finding("RENDER001", outcome.message, file, None, env.name))
+                continue
+            if rendered_dir is not None:
+                write_rendered(outcome, rendered_dir / outcome.env)
+            report.extend(validate_env(cfg, outcome))
+            report.findings += policy_env(cfg, outcome).findings
+        for lint_future in lint_futures:
+            report.findings += lint_future.result()
+    report.findings.sort(key=_order)
     report.seconds = time.monotonic() - started
     if findings_path is not None:
         write_findings(report, findings_path)
     return report
+
+
+def _order(f: Finding) -> tuple[str, str, int, str]:
+    """Findings grouped by environment, then file and line, as people read them."""
+    return (f.env or "", f.file, f.line or 0, f.rule)
 
 
 def _outcome(future: Any) -> Rendered | ChartError:

@@ -60,11 +60,14 @@ def probe(path: str | Path) -> Helm:
 
 
 def find(major: int | None = None) -> Helm:
-    """The pinned (or installed) Helm of the wanted major, probed."""
+    """The pinned (or installed) Helm of the wanted major (default: ``CI_HELM_MAJOR``, else 3)."""
     from ci import tools
 
-    tool = tools.require("helm", major=major)
-    return probe(tool.path)
+    tool = tools.require("helm", major=major)  # runs and checks `helm version` already
+    helm = Helm(str(tool.path), tool.version)
+    if helm.major not in SUPPORTED_MAJORS:
+        raise ToolError(f"{tool.path}: Helm {tool.version} is not supported (expected 3 or 4)")
+    return helm
 
 
 # ----------------------------------------------------------------------------- common flags
