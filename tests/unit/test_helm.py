@@ -122,5 +122,18 @@ def test_status_history_test_argv() -> None:
     assert helm.helm_test_argv(H3, "r", namespace="n", timeout="2m")[-1] == "--logs"
 
 
+def test_get_manifest_argv() -> None:
+    assert helm.get_manifest_argv(H4, "r", namespace="n", kubeconfig="/k") == (
+        "/bin/helm4",
+        "get",
+        "manifest",
+        "r",
+        "--namespace",
+        "n",
+        "--kubeconfig",
+        "/k",
+    )
+
+
 def test_version_argv_same_for_both() -> None:
     assert helm.version_argv("h") == ("h", "version", "--template", "{{.Version}}")
