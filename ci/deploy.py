@@ -526,10 +526,10 @@ def run(cfg: Config, opts: Options, out_dir: Path, report: Reporter | None = Non
     report = report or Reporter()
     started = time.monotonic()
     plan = make_plan(cfg, opts)
-    helm = helmlib.find(opts.helm_major)
-    result = Result(plan, helm_version=helm.version)
     with kube.access(plan.env) as acc:
         client = kube.connect(acc)
+        helm = helmlib.find(opts.helm_major)
+        result = Result(plan, helm_version=helm.version)
         result.server_version = client.server_version()
         report.line(f"cluster {result.server_version} via {acc.source}; helm {helm.version}")
         cluster = Cluster(helm, plan.env, acc.kubeconfig)

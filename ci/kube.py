@@ -11,6 +11,7 @@ that unit tests exercise without a cluster.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -85,8 +86,13 @@ def access(env: Environment, environ: Mapping[str, str] | None = None) -> Iterat
             raise ConfigError(f"environment '{env.name}': kubeconfig {env.kubeconfig} not found")
         yield Access(str(env.kubeconfig), env.kube_context, str(env.kubeconfig))
         return
-    default = environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    yield Access(environ.get("KUBECONFIG") or None, env.kube_context, default)
+    if environ.get("KUBECONFIG"):
+        yield Access(environ["KUBECONFIG"], env.kube_context, f"KUBECONFIG={environ['KUBECONFIG']}")
+        return
+    unset = (
+        f"${env.kubeconfig_env} and KUBECONFIG unset" if env.kubeconfig_env else "KUBECONFIG unset"
+    )
+    yield Access(None, env.kube_context, f"{Path.home() / '.kube' / 'config'} ({unset})")
 
 
 # ----------------------------------------------------------------------------- client
@@ -199,7 +205,11 @@ def connect(acc: Access) -> Kube:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The useful part of a client error: urllib3 buries the OS error deep in its message."""
     text = str(exc).strip() or type(exc).__name__
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if errno:
+        return errno.group(0).strip()
     return text.splitlines()[0][:300]
 
 

@@ -250,12 +250,23 @@ def values_hash(values: Mapping[str, Any]) -> str:
 
 def triggered_by(env: Mapping[str, str] | None = None) -> str:
     """``actor (event)`` under Actions, else the local user."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = {"USER": _login(), **os.environ}
     actor = env.get("GITHUB_ACTOR")
     if actor:
         event = env.get("GITHUB_EVENT_NAME")
         return f"{actor} ({event})" if event else actor
     return env.get("USER") or env.get("LOGNAME") or "unknown"
+
+
+def _login() -> str:
+    """The account name when ``USER`` is unset (containers, cron, some CI shells)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def run_id(env: Mapping[str, str] | None = None) -> str:

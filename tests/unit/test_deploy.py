@@ -428,3 +428,29 @@ def test_access_accepts_a_path_and_falls_back(cfg: config.Config, tmp_path: Path
         assert acc.kubeconfig == str(file)
     with kube.access(env, {"KUBECONFIG": "/some/kc"}) as acc:
         assert acc.kubeconfig == "/some/kc"
+
+
+def test_cli_unreachable_cluster_exits_3_before_any_change(
+    tmp_path: Path, images_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real client against a closed port: one line, exit 3, no release.json written."""
+    from click.testing import CliRunner
+
+    from ci.cli import main
+
+    kubeconfig = (
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: x, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: x, user: x}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG_STAGING", kubeconfig)
+    out = tmp_path / "out"
+    args = ["-c", str(ROOT / "ci.yaml"), "-o", str(out), "deploy", "--env", "staging"]
+    res = CliRunner().invoke(main, [*args, "--images", str(images_file)])
+    assert res.exit_code == 3
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        "error: cluster unreachable through $KUBECONFIG_STAGING: [Errno 111] Connection refused"
+    ]
+    assert not (out / "release.json").exists()

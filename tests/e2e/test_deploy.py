@@ -1,0 +1,320 @@
+"""``ci deploy`` and ``ci smoke`` against the local cluster with the reference app.
+
+The tests run in file order and build on each other (one release, upgraded step by step):
+bad input first (nothing may exist afterwards), then install, smoke, a no-change upgrade,
+data across a PostgreSQL restart, a broken upgrade rolled back, backup and restore.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ci import proc
+
+pytestmark = pytest.mark.e2e
+
+# The same names as the ``e2e`` fixture's (conftest.py); the fixture's type is E2E there.
+NAMESPACE = "schedule-e2e"
+RELEASE = "schedule-app"
+HOST = "schedule-e2e.local"
+PG = f"{RELEASE}-postgresql"
+E2E = Any
+
+
+def one_line_error(res: proc.Result) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def namespace_exists(e2e: E2E) -> bool:
+    res = e2e.kubectl("get", "namespace", NAMESPACE, check=False)
+    return res.returncode == 0
+
+
+def api(e2e: E2E, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A request through the ingress, as a browser would send it."""
+    data = None if body is None else json.dumps(body).encode()
+    url = f"{e2e.info.ingress_url}{path}"
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Host", HOST)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def psql(e2e: E2E, sql: str, db: str = "schedule") -> str:
+    res = e2e.kubectl(
+        "exec", "-n", NAMESPACE, f"{PG}-0", "--", "psql", "-U", "schedule", "-d", db, "-At",
+        "-c", sql,
+    )  # fmt: skip
+    return res.stdout.strip()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_stop_before_anything_changes(e2e: E2E, tmp_path: Path) -> None:
+    res = e2e.ci("deploy", "--env", "nope")
+    assert res.returncode == 2
+    assert "unknown environment 'nope'" in one_line_error(res)
+
+    res = e2e.ci("deploy", "--env", "e2e", "--values", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2
+    assert "missing.yaml not found" in one_line_error(res)
+
+    res = e2e.ci("deploy", "--env", "e2e", "--images", str(tmp_path / "images.json"))
+    assert res.returncode == 2
+    assert "images.json not found" in one_line_error(res)
+    assert "ci images build --push" in one_line_error(res)
+
+    digests = tmp_path / "images.json"
+    fake = "sha256:" + "0" * 64
+    digests.write_text(
+        json.dumps(
+            {
+                "git": {"sha": "0" * 40},
+                "images": [
+                    {"name": n, "repository": f"r/{n}", "digest": fake, "ref": f"r/{n}@{fake}"}
+                    for n in ("backend", "frontend", "dbtools")
+                ],
+            }
+        )
+    )
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: x, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: x, user: x}}]\n"
+    )
+    env = {**e2e.env, "KUBECONFIG_E2E": unreachable.read_text()}
+    started = time.monotonic()
+    res = e2e.ci("deploy", "--env", "e2e", "--images", str(digests), timeout=120, env=env)
+    assert res.returncode == 3, res.stderr
+    assert "cluster unreachable" in one_line_error(res)
+    assert time.monotonic() - started < 60
+    assert not namespace_exists(e2e)
+
+
+# ----------------------------------------------------------------------------- install
+
+
+def test_install_by_digest_with_migration_hook(e2e: E2E, images_json: Path) -> None:
+    res = e2e.ci("deploy", "--env", "e2e")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"namespace {NAMESPACE}: created" in res.stdout
+    hook_lines = [ln for ln in res.stdout.splitlines() if "-migration (hook" in ln]
+    assert any(ln.endswith("succeeded") for ln in hook_lines), res.stdout
+
+    record = json.loads((e2e.out / "release.json").read_text())
+    images = json.loads(images_json.read_text())["images"]
+    assert record["revision"] == 1
+    assert record["previous_revision"] is None
+    assert record["smoke"] == {"result": "pending"}
+    assert {n: i["digest"] for n, i in record["images"].items()} == {
+        i["name"]: i["digest"] for i in images
+    }
+
+    ns = e2e.kjson("get", "namespace", NAMESPACE)
+    labels = ns["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+    backend = e2e.kjson("get", "deployment", f"{RELEASE}-backend", "-n", NAMESPACE)
+    container = backend["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == record["images"]["backend"]["ref"]
+    notes = backend["spec"]["template"]["metadata"].get("annotations", {})
+    assert notes.get("deploy.gitSha") == record["git_sha"]
+
+    jobs = e2e.kjson("get", "jobs", "-n", NAMESPACE)["items"]
+    hooks = [j for j in jobs if "helm.sh/hook" in j["metadata"].get("annotations", {})]
+    assert hooks == [], "a completed hook Job was left behind"
+    assert psql(e2e, "select count(*) from flyway_schema_history where success") != "0"
+
+
+def test_smoke_passes_and_is_recorded(e2e: E2E) -> None:
+    res = e2e.ci("smoke", "--env", "e2e", *e2e.smoke_args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    smoke = json.loads((e2e.out / "smoke.json").read_text())
+    assert smoke["result"] == "passed"
+    assert {c["name"] for c in smoke["checks"]} >= {"frontend", "backend-health", "helm-test"}
+    record = json.loads((e2e.out / "release.json").read_text())
+    assert record["smoke"]["result"] == "passed"
+
+
+def test_second_deploy_without_changes_upgrades_cleanly(e2e: E2E) -> None:
+    res = e2e.ci("deploy", "--env", "e2e")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    record = json.loads((e2e.out / "release.json").read_text())
+    assert (record["revision"], record["previous_revision"]) == (2, 1)
+    assert f"namespace {NAMESPACE}: unchanged" in res.stdout
+
+
+def test_diff_only_changes_nothing(e2e: E2E) -> None:
+    before = e2e.helm_history()
+    res = e2e.ci("deploy", "--env", "e2e", "--diff-only", "--set", "frontend.replicaCount=2")
+    assert res.returncode == 0, res.stderr
+    assert "diff against revision 2" in res.stdout
+    assert "Deployment/schedule-app-frontend" in res.stdout
+    assert "+  replicas: 2" in res.stdout
+    assert e2e.helm_history() == before
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_data_survives_postgres_restart(e2e: E2E) -> None:
+    status, created = api(
+        e2e, "POST", "/api/schedules", {"title": "kept", "startsAt": "2031-01-01T09:00:00Z"}
+    )
+    assert status == 201, created
+    e2e.kubectl("delete", "pod", "-n", NAMESPACE, f"{PG}-0", "--wait", timeout=180)
+    e2e.kubectl(
+        "rollout", "status", f"statefulset/{PG}", "-n", NAMESPACE, "--timeout=300s", timeout=320
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        status, read = api(e2e, "GET", f"/api/schedules/{created['id']}")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert status == 200, read
+    assert read["title"] == "kept"
+    (e2e.out / "kept-id").write_text(str(created["id"]))
+
+
+def test_broken_backend_upgrade_is_rolled_back(e2e: E2E, images_json: Path) -> None:
+    """The frontend image as backend: the pod runs but /api/actuator/health never answers."""
+    frontend = next(
+        i for i in json.loads(images_json.read_text())["images"] if i["name"] == "frontend"
+    )
+    res = e2e.ci(
+        "deploy",
+        "--env",
+        "e2e-short",
+        "--set",
+        f"backend.image.repository={frontend['repository']}",
+        "--set",
+        f"backend.image.digest={frontend['digest']}",
+    )
+    assert res.returncode == 1, res.stdout[-2000:]
+    error = one_line_error(res)
+    assert "failed and was rolled back" in error
+    assert "pod/schedule-app-backend" in res.stderr
+    assert "release history:" in res.stderr
+    history = e2e.helm_history()
+    assert history[-1]["status"] == "deployed"
+    assert history[-1]["description"].startswith("Rollback to")
+    assert history[-2]["status"] == "failed"
+
+    res = e2e.ci("smoke", "--env", "e2e", *e2e.smoke_args)
+    assert res.returncode == 0, res.stdout[-3000:]
+    kept = (e2e.out / "kept-id").read_text()
+    status, read = api(e2e, "GET", f"/api/schedules/{kept}")
+    assert status == 200
+    assert read["title"] == "kept"
+
+
+# ----------------------------------------------------------------------------- backup
+
+
+def test_backup_job_writes_a_dump_that_restores(e2e: E2E, images_json: Path) -> None:
+    job = "backup-e2e"
+    e2e.kubectl("delete", "job", job, "-n", NAMESPACE, "--ignore-not-found")
+    e2e.kubectl("create", "job", job, f"--from=cronjob/{RELEASE}-backup", "-n", NAMESPACE)
+    e2e.kubectl(
+        "wait", f"job/{job}", "-n", NAMESPACE, "--for=condition=complete", "--timeout=300s",
+        timeout=320,
+    )  # fmt: skip
+    logs = e2e.kubectl("logs", f"job/{job}", "-n", NAMESPACE).stdout
+    assert "backup-db: wrote /backups/schedule-" in logs
+    dump = logs.split("wrote ", 1)[1].split()[0]
+
+    psql(e2e, "drop database if exists restored")
+    psql(e2e, "create database restored")
+    dbtools = next(
+        i for i in json.loads(images_json.read_text())["images"] if i["name"] == "dbtools"
+    )
+    restore = restore_job(dbtools["ref"], dump)
+    e2e.kubectl("delete", "job", "restore-e2e", "-n", NAMESPACE, "--ignore-not-found")
+    proc.run(
+        (e2e.info.kubectl, "--kubeconfig", str(e2e.info.kubeconfig), "apply", "-f", "-"),
+        input=json.dumps(restore),
+        timeout=60,
+    )
+    e2e.kubectl(
+        "wait", "job/restore-e2e", "-n", NAMESPACE, "--for=condition=complete", "--timeout=300s",
+        timeout=320,
+    )  # fmt: skip
+    query = "select md5(string_agg(id || title || starts_at::text, ',' order by id)) from schedules"
+    original = psql(e2e, query)
+    assert original
+    assert psql(e2e, query, db="restored") == original
+
+
+def restore_job(image: str, dump: str) -> dict[str, Any]:
+    """A Job (Pod Security restricted) that loads ``dump`` into the database ``restored``."""
+    env = [
+        {"name": "PGHOST", "value": PG},
+        {"name": "PGUSER", "value": "schedule"},
+        {"name": "PGDATABASE", "value": "restored"},
+        {
+            "name": "PGPASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-db", "key": "password"}},
+        },
+    ]
+    script = f"gunzip -c {dump} | psql -v ON_ERROR_STOP=1 -q"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "restore-e2e", "namespace": NAMESPACE},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "restore",
+                            "image": image,
+                            "command": ["bash", "-c", script],
+                            "env": env,
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True,
+                            },
+                            "volumeMounts": [
+                                {"name": "backups", "mountPath": "/backups", "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "backups",
+                            "persistentVolumeClaim": {"claimName": f"{RELEASE}-backup"},
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                }
+            },
+        },
+    }
