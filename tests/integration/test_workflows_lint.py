@@ -7,6 +7,7 @@ nothing would fail here too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_images import (
+    Project,
+    debian_base_fixture,  # noqa: F401 - a fixture, used by name
+    project_fixture,  # noqa: F401 - a fixture, used by name
+)
 
 from ci import tools
 from ci.errors import ToolError
@@ -155,3 +161,41 @@ def test_a_chart_finding_is_annotated_at_the_template_line(tmp_path: Path) -> No
     template = project / props["file"]
     assert "image:" in template.read_text().splitlines()[int(props["line"]) - 1]
     assert f"\n{len(errors)} error(s);" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """Parse GITHUB_OUTPUT as the runner does: ``name<<DELIMITER``, lines, ``DELIMITER``."""
+    outputs: dict[str, str] = {}
+    lines = iter(path.read_text().splitlines())
+    for line in lines:
+        name, delimiter = line.split("<<", 1)
+        value = []
+        for inner in lines:
+            if inner == delimiter:
+                break
+            value.append(inner)
+        outputs[name] = "\n".join(value)
+    return outputs
+
+
+def test_images_build_as_an_actions_step_sets_digest_outputs_and_the_summary(
+    project: Project, tmp_path: Path
+) -> None:
+    files = actions_files(tmp_path)
+    env = {k: files[k] for k in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")}
+    result = project.ci("images", "build", "--push", "--builder", "docker", **env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    recorded = project.results()
+    assert recorded
+    outputs = read_outputs(Path(env["GITHUB_OUTPUT"]))
+    for name, image in recorded.items():
+        assert image["digest"].startswith("sha256:")
+        assert outputs[f"{name}-digest"] == image["digest"]
+        assert f"::group::build log: {name}" in result.stdout
+    assert {i["name"]: i["digest"] for i in json.loads(outputs["images"])} == {
+        n: r["digest"] for n, r in recorded.items()
+    }
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert summary.startswith("### Images\n")
+    for name, image in recorded.items():
+        assert f"| {name} | built | {image['digest']} |" in summary, summary
