@@ -631,6 +631,11 @@ _HELM_MAJOR_OPTION = click.option(
     help="Extra values file after the environment's (repeatable).",
 )
 @click.option("--set", "extra_set", multiple=True, help="Extra KEY=VALUE (as helm --set).")
+@click.option(
+    "--recover-pending",
+    is_flag=True,
+    help="Recover a pending release whatever its age (when no other deploy can be running).",
+)
 @_HELM_MAJOR_OPTION
 @pass_ctx
 @handle_errors
@@ -644,13 +649,16 @@ def deploy_cmd(
     server_side: bool | None,
     extra_values: tuple[Path, ...],
     extra_set: tuple[str, ...],
+    recover_pending: bool,
     helm_major: str | None,
 ) -> None:
     """helm upgrade --install ENV by image digest: wait, roll back on failure, write release.json.
 
     Checks every input and that the cluster answers before changing anything. Environments
     with approval get a diff against the live release first (log and job summary) and deploy
-    only a --release-manifest whose smoke checks passed, with exactly its digests.
+    only a --release-manifest whose smoke checks passed, with exactly its digests. A release
+    left pending by an interrupted run is rolled back (or uninstalled) first; a pending
+    release younger than the timeout is taken for a deploy in progress and refused.
     """
     from ci import deploy, gha
 
@@ -663,6 +671,7 @@ def deploy_cmd(
         extra_values=extra_values,
         extra_set=extra_set,
         helm_major=int(helm_major) if helm_major else None,
+        recover_pending=recover_pending,
     )
 
     def show_diff(diff: Any) -> None:

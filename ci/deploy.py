@@ -58,6 +58,8 @@ class Options:
     extra_values: tuple[Path, ...] = ()
     extra_set: tuple[str, ...] = ()
     helm_major: int | None = None
+    #: Treat a pending release as abandoned whatever its age (nothing else can be deploying).
+    recover_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -534,7 +536,7 @@ def run(cfg: Config, opts: Options, out_dir: Path, report: Reporter | None = Non
         report.line(f"cluster {result.server_version} via {acc.source}; helm {helm.version}")
         cluster = Cluster(helm, plan.env, acc.kubeconfig)
         history = cluster.history()
-        _recover(cluster, history, report, result, dry=opts.diff_only)
+        _recover(cluster, history, report, result, dry=opts.diff_only, force=opts.recover_pending)
         if plan.env.approval or opts.diff_only:
             result.diff = diff_manifests(
                 cluster.manifest() if history else "", cluster.render(plan), plan.env.namespace
@@ -556,19 +558,28 @@ def run(cfg: Config, opts: Options, out_dir: Path, report: Reporter | None = Non
 
 
 def _recover(
-    cluster: Cluster, history: list[dict[str, Any]], report: Reporter, result: Result, *, dry: bool
+    cluster: Cluster,
+    history: list[dict[str, Any]],
+    report: Reporter,
+    result: Result,
+    *,
+    dry: bool,
+    force: bool,
 ) -> None:
     decision = decide_recovery(
         history,
         now=datetime.now(UTC),
-        stale_after=cluster.env.timeout + STALE_MARGIN,
+        stale_after=0 if force else cluster.env.timeout + STALE_MARGIN,
         release_name=cluster.env.release,
     )
     result.recovery = decision
     if decision.action == "none":
         return
     if decision.action == "refuse":
-        raise DeployError(decision.message + " (retry when it has finished)")
+        raise DeployError(
+            decision.message + "; retry when it has finished, or pass --recover-pending if "
+            "no other deploy can be running"
+        )
     report.line(decision.message + (" (skipped: --diff-only)" if dry else ""))
     if dry:
         return

@@ -7,7 +7,12 @@ data across a PostgreSQL restart, a broken upgrade rolled back, backup and resto
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -169,6 +174,60 @@ def test_diff_only_changes_nothing(e2e: E2E) -> None:
     assert "Deployment/schedule-app-frontend" in res.stdout
     assert "+  replicas: 2" in res.stdout
     assert e2e.helm_history() == before
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (helm runs in its own session, so a group kill misses it)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_interrupted_deploy_leaves_pending_release_that_is_recovered(e2e: E2E) -> None:
+    argv = (
+        sys.executable, "-m", "ci", "-c", str(e2e.config), "-o", str(e2e.out),
+        "deploy", "--env", "e2e", "--set", "frontend.podAnnotations.interrupted=yes",
+    )  # fmt: skip
+    run = subprocess.Popen(
+        argv,
+        env={**os.environ, **e2e.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while e2e.helm_history()[-1]["status"] != "pending-upgrade":
+        assert run.poll() is None, "the deploy ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no pending-upgrade revision appeared"
+        time.sleep(0.5)
+    for pid in [*descendants(run.pid), run.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    pending = e2e.helm_history()[-1]
+    assert pending["status"] == "pending-upgrade"
+
+    res = e2e.ci("deploy", "--env", "e2e")
+    assert res.returncode == 1
+    assert "another deploy is in progress" in one_line_error(res)
+    assert e2e.helm_history()[-1]["revision"] == pending["revision"]
+
+    res = e2e.ci("deploy", "--env", "e2e", "--recover-pending")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert f"revision {pending['revision']} was left pending-upgrade" in res.stdout
+    statuses = [h["status"] for h in e2e.helm_history()]
+    assert statuses[-1] == "deployed"
+    assert "pending-upgrade" not in statuses
 
 
 # ----------------------------------------------------------------------------- data
