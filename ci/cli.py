@@ -628,7 +628,9 @@ _HELM_MAJOR_OPTION = click.option(
     "extra_values",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Extra values file after the environment's (repeatable).",
+    envvar="CI_DEPLOY_VALUES",
+    help="Extra values file after the environment's (repeatable; env CI_DEPLOY_VALUES, "
+    "colon-separated).",
 )
 @click.option("--set", "extra_set", multiple=True, help="Extra KEY=VALUE (as helm --set).")
 @click.option(
@@ -720,11 +722,18 @@ def deploy_cmd(
 
 @main.command("smoke")
 @click.option("--env", "env", required=True, help="Environment to check.")
-@click.option("--base-url", default=None, help="Base URL (default: the environment's base_url).")
+@click.option(
+    "--base-url",
+    default=None,
+    envvar="CI_SMOKE_BASE_URL",
+    help="Base URL (default: CI_SMOKE_BASE_URL, else the environment's base_url).",
+)
 @click.option(
     "--host-header",
     default=None,
-    help="Host header to send (reach an ingress by IP where its DNS name does not resolve).",
+    envvar="CI_SMOKE_HOST_HEADER",
+    help="Host header to send, to reach an ingress by IP where its DNS name does not resolve "
+    "(env CI_SMOKE_HOST_HEADER).",
 )
 @click.option(
     "--rollback/--no-rollback",
