@@ -663,6 +663,7 @@ def deploy_cmd(
     release younger than the timeout is taken for a deploy in progress and refused.
     """
     from ci import deploy, gha
+    from ci.errors import DeployError
 
     opts = deploy.Options(
         env=env,
@@ -682,8 +683,15 @@ def deploy_cmd(
         gha.add_summary(diff.markdown(env))
 
     report = deploy.Reporter(line=gha.echo, diff=show_diff)
-    with gha.untrusted_output():
-        result = deploy.run(ctx.config, opts, ctx.out_dir, report)
+    try:
+        with gha.untrusted_output():
+            result = deploy.run(ctx.config, opts, ctx.out_dir, report)
+    except DeployError as exc:
+        gha.add_summary(
+            f"### Deploy: {env} FAILED\n\n{exc.message}\n\n<details><summary>diagnosis"
+            f"</summary>\n\n```\n{exc.detail}\n```\n</details>\n"
+        )
+        raise
     if diff_only:
         return
     plan = result.plan
