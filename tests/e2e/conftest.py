@@ -161,7 +161,7 @@ def _config_text(values_file: Path) -> str:
     data = {
         "version": 1,
         "project": base.get("project", "schedule-tracker"),
-        "registry": {"host": REGISTRY, "namespace": "schedule-e2e", "insecure": True},
+        "registry": {"host": REGISTRY, "namespace": "schedule-tracker", "insecure": True},
         "images": images,
         "chart": {**base["chart"], "path": str(ROOT / base["chart"]["path"])},
         "environments": {
