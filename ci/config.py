@@ -25,6 +25,8 @@ import yaml
 from ci.errors import ConfigError, ConfigInvalid, Location
 
 KeyPath = tuple[str | int, ...]
+#: Where each key path was written: file and line (several files when one extends another).
+Positions = dict[KeyPath, Location]
 
 SCHEMA_RESOURCE = "config.schema.json"
 
@@ -143,8 +145,8 @@ class Config:
 def load(path: Path | str) -> Config:
     """Read, validate and resolve a configuration file; raise ``ConfigError`` on any problem."""
     path = Path(path)
-    data, lines = read_yaml_with_lines(path)
-    problems = list(validate(data, lines, path))
+    data, positions = read_layers(path)
+    problems = list(validate(data, positions, path.parent))
     if problems:
         raise ConfigInvalid(problems)
     resolved = fill_defaults(copy.deepcopy(data), schema())
@@ -164,6 +166,60 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
             if name in seen:
                 yield (*base, i, "name"), f"duplicate name '{name}'"
             seen.add(name)
+
+
+def read_layers(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[Any, Positions]:
+    """Read a file and, through ``extends:``, the files it builds on, merged into one.
+
+    Why overlays: the local pipeline deploys a staging-like environment with a few changes
+    (local images, local cluster, an extra values file); an overlay that names only those keeps
+    one source for everything else. Mappings merge key by key; any other value, lists included,
+    replaces the one it overrides. Each key keeps the file and line it came from.
+    """
+    data, lines = read_yaml_with_lines(path)
+    positions: Positions = {k: Location(str(path), n) for k, n in lines.items()}
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, positions
+    parent = data.pop("extends")
+    where = positions.pop(("extends",))
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(
+            "extends: expected the path of another configuration file", location=where
+        )
+    parent_path = path.parent / parent
+    if parent_path.resolve() in _seen or parent_path.resolve() == path.resolve():
+        raise ConfigError(f"extends: '{parent}' leads back to this file", location=where)
+    if not parent_path.is_file():
+        raise ConfigError(f"extends: file '{parent}' does not exist", location=where)
+    base, base_positions = read_layers(parent_path, (*_seen, path.resolve()))
+    if not isinstance(base, dict):
+        raise ConfigError(f"extends: '{parent}' is not a mapping", location=where)
+    merged = _merge(base, data, (), base_positions, positions)
+    return merged, {**base_positions, **positions}
+
+
+def _merge(
+    base: dict[str, Any], over: dict[str, Any], here: KeyPath, base_pos: Positions, pos: Positions
+) -> dict[str, Any]:
+    """Overlay ``over`` on ``base``; forget the base's positions of every replaced value.
+
+    ``pos`` (the overlay's positions) loses the entries of keys set to null, which are removed.
+    """
+    out = dict(base)
+    for key, value in over.items():
+        sub = (*here, key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merge(base[key], value, sub, base_pos, pos)
+            continue
+        for stale in [k for k in base_pos if k[: len(sub)] == sub]:
+            del base_pos[stale]
+        if value is None:  # `key: null` removes the inherited key, as in Helm values
+            out.pop(key, None)
+            for gone in [k for k in pos if k[: len(sub)] == sub]:
+                del pos[gone]
+        else:
+            out[key] = value
+    return out
 
 
 def read_yaml_with_lines(path: Path) -> tuple[Any, dict[KeyPath, int]]:
@@ -267,21 +323,22 @@ def schema() -> dict[str, Any]:
     return result
 
 
-def validate(data: Any, lines: dict[KeyPath, int], path: Path) -> Iterator[ConfigError]:
-    """Yield one ``ConfigError`` per problem, in file order."""
-    validator = _validator_for(path.parent)
-    errors = sorted(
-        validator.iter_errors(data),
-        key=lambda e: (line_of(_error_path(e), lines), format_path(_error_path(e))),
-    )
+def validate(data: Any, positions: Positions, base: Path) -> Iterator[ConfigError]:
+    """Yield one ``ConfigError`` per problem, in file order; paths are relative to ``base``."""
+    validator = _validator_for(base)
+
+    def order(e: Any) -> tuple[str, int, str]:
+        loc = locate(_error_path(e), positions)
+        return loc.file, loc.line or 0, format_path(_error_path(e))
+
+    errors = sorted(validator.iter_errors(data), key=order)
     for error in errors:
         where = _error_path(error)
         message = f"{format_path(where) or '(top level)'}: {describe(error)}"
-        yield ConfigError(message, location=Location(str(path), line_of(where, lines)))
+        yield ConfigError(message, location=locate(where, positions))
     if not errors:
         for where, text in _semantic_problems(data):
-            message = f"{format_path(where)}: {text}"
-            yield ConfigError(message, location=Location(str(path), line_of(where, lines)))
+            yield ConfigError(f"{format_path(where)}: {text}", location=locate(where, positions))
 
 
 def _validator_for(base: Path) -> Any:
@@ -320,12 +377,12 @@ def _error_path(error: Any) -> KeyPath:
     return where
 
 
-def line_of(where: KeyPath, lines: dict[KeyPath, int]) -> int:
-    """The line of the nearest recorded ancestor of a key path."""
+def locate(where: KeyPath, positions: Positions) -> Location:
+    """The file and line of the nearest recorded ancestor of a key path."""
     for n in range(len(where), -1, -1):
-        if where[:n] in lines:
-            return lines[where[:n]]
-    return 1
+        if where[:n] in positions:
+            return positions[where[:n]]
+    return positions[()]
 
 
 def format_path(where: KeyPath) -> str:

@@ -8,11 +8,14 @@ the hosted one cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from ci import proc
 
@@ -127,3 +130,96 @@ def mermaid_gantt(result: PipelineResult) -> str:
             lines.append(f"  {s.step.name} ({s.duration:.1f}s) : {tag}{start_ms}, {end_ms}")
     lines.append("```")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+@dataclass
+class Summary:
+    """What the pipeline produced, read back from the artifacts the steps wrote."""
+
+    images: list[list[str]] = field(default_factory=list)
+    deploy: list[list[str]] = field(default_factory=list)
+    smoke: list[list[str]] = field(default_factory=list)
+
+
+IMAGE_HEADERS = ["image", "status", "digest", "time"]
+DEPLOY_HEADERS = ["env", "release", "revision", "previous", "git", "smoke"]
+SMOKE_HEADERS = ["check", "result", "attempts", "time"]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A step's JSON artifact, or None when that step did not run (or wrote nothing usable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def collect_summary(out_dir: Path) -> Summary:
+    """Tables of images and digests, the deploy, and the smoke checks from ``out_dir``."""
+    summary = Summary()
+    images = _read(out_dir / "images.json") or {}
+    for i in images.get("images", []):
+        digest = str(i.get("digest", ""))
+        summary.images.append(
+            [str(i.get("name")), str(i.get("status")), digest, f"{i.get('duration', 0):.1f}s"]
+        )
+    rel = _read(out_dir / "release.json")
+    if rel is not None:
+        prev = rel.get("previous_revision")
+        smoke_state = (rel.get("smoke") or {}).get("result", "pending")
+        summary.deploy.append(
+            [
+                str(rel.get("env")),
+                str(rel.get("release")),
+                str(rel.get("revision")),
+                "-" if prev is None else str(prev),
+                str(rel.get("git_sha", ""))[:12],
+                smoke_state,
+            ]
+        )
+    smoke = _read(out_dir / "smoke.json") or {}
+    for c in smoke.get("checks", []):
+        summary.smoke.append(
+            [
+                str(c.get("name")),
+                str(c.get("status")),
+                str(c.get("attempts")),
+                f"{c.get('seconds', 0):.1f}s",
+            ]
+        )
+    return summary
+
+
+def _sections(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
+    return [
+        ("Images", IMAGE_HEADERS, summary.images),
+        ("Deploy", DEPLOY_HEADERS, summary.deploy),
+        ("Smoke checks", SMOKE_HEADERS, summary.smoke),
+    ]
+
+
+def summary_text(summary: Summary, result: PipelineResult) -> str:
+    """The end-of-run summary for a terminal: tables, then the timing bars."""
+    from ci import gha
+
+    parts = [f"{title}\n{gha.text_table(h, rows)}" for title, h, rows in _sections(summary) if rows]
+    parts.append("Steps\n" + text_chart(result))
+    verdict = "pipeline passed" if result.ok else "pipeline FAILED"
+    return "\n".join(parts) + f"\n{verdict}\n"
+
+
+def summary_markdown(summary: Summary, result: PipelineResult) -> str:
+    """The same summary for the Actions job summary, with a Mermaid gantt of the steps."""
+    from ci import gha
+
+    verdict = ":white_check_mark: passed" if result.ok else ":x: failed"
+    parts = [f"## Pipeline {verdict}\n"]
+    parts += [
+        f"### {t}\n\n{gha.markdown_table(h, rows)}" for t, h, rows in _sections(summary) if rows
+    ]
+    parts.append("### Steps\n\n" + mermaid_gantt(result))
+    return "\n".join(parts)

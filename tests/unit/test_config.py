@@ -170,3 +170,77 @@ def test_config_error_is_an_actions_annotation_under_actions(
     assert result.stdout.startswith(
         f"::error file={path},line=15::environments.staging.kubecontext:"
     )
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def overlay_dir(tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(DATA / "files", tmp_path / "files")
+    shutil.copy(DATA / "good.yaml", tmp_path / "ci.yaml")
+    (tmp_path / "files" / "values-local.yaml").write_text("ingress: {}\n")
+    return tmp_path
+
+
+def test_overlay_merges_mappings_and_replaces_lists(overlay_dir: Path) -> None:
+    path = _write(
+        overlay_dir / "ci.local.yaml",
+        "# local\nextends: ci.yaml\nregistry:\n  insecure: true\nenvironments:\n  staging:\n"
+        "    values: [files/values-staging.yaml, files/values-local.yaml]\n"
+        "    base_url: http://localhost:18080\n",
+    )
+    cfg = config.load(path)
+    assert cfg.registry.host == "127.0.0.1:5000"  # inherited
+    assert cfg.registry.insecure is True  # overridden
+    env = cfg.environment("staging")
+    assert [v.name for v in env.values] == ["values-staging.yaml", "values-local.yaml"]
+    assert env.namespace == "demo-staging"
+    assert env.base_url == "http://localhost:18080"
+
+
+def test_overlay_null_removes_an_inherited_key(overlay_dir: Path) -> None:
+    base = overlay_dir / "ci.yaml"
+    base.write_text(base.read_text() + "    kube: {kubeconfig_env: KUBE_STAGING}\n")
+    path = _write(
+        overlay_dir / "ci.local.yaml",
+        "extends: ci.yaml\nenvironments:\n  staging:\n"
+        "    kube: {kubeconfig_env: null, kubeconfig: /tmp/kubeconfig}\n",
+    )
+    env = config.load(path).environment("staging")
+    assert (env.kubeconfig_env, env.kubeconfig) == (None, Path("/tmp/kubeconfig"))
+
+
+def test_errors_point_at_the_file_that_set_the_key(overlay_dir: Path) -> None:
+    base = overlay_dir / "ci.yaml"
+    base.write_text(base.read_text().replace("namespace: demo-staging", "namespace: Bad_Ns"))
+    path = _write(overlay_dir / "ci.local.yaml", "extends: ci.yaml\nregistry:\n  insecure: 3\n")
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(path)
+    found = sorted((str(p.location), p.message.split(":")[0]) for p in info.value.problems)
+    assert found == [
+        (f"{path}:3", "registry.insecure"),
+        (f"{base}:13", "environments.staging.namespace"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: nope.yaml\n", "extends: file 'nope.yaml' does not exist"),
+        ("extends: ci.local.yaml\n", "extends: 'ci.local.yaml' leads back to this file"),
+        ("extends: [a]\n", "extends: expected the path of another configuration file"),
+    ],
+)
+def test_bad_extends(overlay_dir: Path, text: str, message: str) -> None:
+    path = _write(overlay_dir / "ci.local.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert (info.value.message, str(info.value.location)) == (message, f"{path}:1")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from ci import pipeline
 from ci.pipeline import PipelineResult, Step, StepResult
@@ -54,3 +56,48 @@ def test_run_stops_at_the_first_failure() -> None:
     assert result.steps[1].returncode == 2
     assert [s.name for s in result.skipped] == ["never"]
     assert not result.ok
+
+
+def test_summary_reads_the_artifacts_of_the_steps(tmp_path: Path) -> None:
+    (tmp_path / "images.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"name": "backend", "status": "cached", "digest": "sha256:ab", "duration": 0.4}
+                ]
+            }
+        )
+    )
+    (tmp_path / "release.json").write_text(
+        json.dumps(
+            {
+                "env": "local",
+                "release": "app",
+                "revision": 3,
+                "previous_revision": 2,
+                "git_sha": "0123456789abcdef",
+                "smoke": {"result": "passed"},
+            }
+        )
+    )
+    (tmp_path / "smoke.json").write_text(
+        json.dumps(
+            {"checks": [{"name": "frontend", "status": "passed", "attempts": 2, "seconds": 1.25}]}
+        )
+    )
+    summary = pipeline.collect_summary(tmp_path)
+    assert summary.images == [["backend", "cached", "sha256:ab", "0.4s"]]
+    assert summary.deploy == [["local", "app", "3", "2", "0123456789ab", "passed"]]
+    assert summary.smoke == [["frontend", "passed", "2", "1.2s"]]
+    text = pipeline.summary_text(summary, _result())
+    assert text.index("Images") < text.index("Deploy") < text.index("Smoke checks")
+    assert text.rstrip().endswith("pipeline FAILED")
+    md = pipeline.summary_markdown(summary, _result())
+    assert "| backend | cached | sha256:ab | 0.4s |" in md
+    assert "```mermaid" in md
+
+
+def test_summary_of_a_run_that_wrote_nothing(tmp_path: Path) -> None:
+    (tmp_path / "images.json").write_text("{not json")
+    summary = pipeline.collect_summary(tmp_path)
+    assert (summary.images, summary.deploy, summary.smoke) == ([], [], [])
