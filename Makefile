@@ -48,10 +48,19 @@ lint-python: setup
 	$(BIN)/ruff format --check ci tests bench
 	$(BIN)/mypy
 
-lint: lint-python lint-docker ## Static checks: ruff, mypy, hadolint, shellcheck
+lint: lint-python lint-docker lint-workflows ## Static checks: ruff, mypy, hadolint, shellcheck, actionlint, zizmor
 
-ci-local: setup services tools base-images ## Run the pipeline locally, as the push workflow does
-	$(CI) config validate
+# The local pipeline runs the push workflow's commands with ci.local.yaml: ci.yaml plus the local
+# registry, the built-in cluster and values-local.yaml; images are built on the local base images.
+LOCAL_REGISTRY ?= 127.0.0.1:5000
+LOCAL_PIPELINE_ENV = \
+	CI_CONFIG=ci.local.yaml CI_REGISTRY=$(LOCAL_REGISTRY) \
+	BASE_MAVEN=$(LOCAL_REGISTRY)/base/maven:bookworm BASE_JRE=$(LOCAL_REGISTRY)/base/jre:bookworm \
+	BASE_NODE=$(LOCAL_REGISTRY)/base/node:bookworm BASE_NGINX=$(LOCAL_REGISTRY)/base/nginx:bookworm \
+	BASE_PGCLIENT=$(LOCAL_REGISTRY)/base/pgclient:bookworm
+
+ci-local: setup services tools base-images cluster-up ## Run the pipeline locally, as the push workflow does
+	$(LOCAL_PIPELINE_ENV) $(CI) pipeline run
 
 clean: ## Remove build outputs and the virtualenv (keeps the shared tool cache)
 	rm -rf $(VENV) .ci-out .tools .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1010,7 +1010,7 @@ def test_the_pipeline_under_actions_writes_its_timing_chart_to_the_job_summary(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "==> [config] ci config validate" in result.stdout
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert summary.startswith("## Pipeline\n")
+    assert summary.startswith("## Pipeline :white_check_mark: passed\n")
     assert "```mermaid\ngantt\n" in summary
     assert re.search(r"^  config \(\d+\.\ds\) : \d+, \d+$", summary, re.M), summary
 
