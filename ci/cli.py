@@ -33,7 +33,7 @@ class Context:
 
     @property
     def config(self) -> Any:
-        """The validated configuration, loaded on first use (most commands need it, --help doesn't)."""
+        """The validated configuration, loaded on first use (``--help`` never needs it)."""
         if self._config is None:
             from ci import config
 
@@ -66,7 +66,37 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OneLineErrors(click.Group):
+    """Report usage errors as one ``error: ...`` line (plus a hint) instead of click's usage block.
+
+    Scripts and Actions annotations read the first line; a person gets the command to try.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {where}{exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(
+    cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="ci")
 @click.option(
     "-c",
@@ -396,9 +426,10 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     result = pipeline.run(
         steps, global_args=global_args, on_start=started, on_line=lambda line, _s: gha.echo(line)
     )
+    summary = pipeline.collect_summary(ctx.out_dir)
     gha.echo()
-    gha.echo(pipeline.text_chart(result).rstrip("\n"))
-    gha.add_summary("## Pipeline\n\n" + pipeline.mermaid_gantt(result))
+    gha.echo(pipeline.summary_text(summary, result).rstrip("\n"))
+    gha.add_summary(pipeline.summary_markdown(summary, result))
     if not result.ok:
         sys.exit(1)
 
