@@ -2,4 +2,4 @@
 
 from ci.cli import main
 
-main()
+main(prog_name="ci")
