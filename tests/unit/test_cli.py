@@ -32,7 +32,7 @@ def test_version() -> None:
     [
         (("nosuch",), "error: ci: No such command 'nosuch'."),
         (("pipeline", "run", "--until", "x"), "error: ci pipeline run: Invalid value for --until:"),
-        (("config", "show", "--bogus"), "error: ci config show: No such option: --bogus"),
+        (("config", "show", "--bogus"), "error: ci config show: No such option '--bogus'"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_2(args: tuple[str, ...], expected: str) -> None:
