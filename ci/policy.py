@@ -23,7 +23,8 @@ RULES: dict[str, str] = {
     "SEC002": "containers set allowPrivilegeEscalation: false",
     "SEC003": "containers drop ALL capabilities and add none but NET_BIND_SERVICE",
     "SEC004": "seccompProfile RuntimeDefault or Localhost on the pod or every container",
-    "SEC005": "no privileged containers, host namespaces, hostPath volumes or hostPorts",
+    "SEC005": "no privileged containers, host namespaces, hostPorts, or volume types outside "
+    "Pod Security restricted's list",
     "SEC006": "readOnlyRootFilesystem: true (warning: some processes need a writable root)",
     "RES001": "every container has CPU and memory requests and limits",
     "RES002": "containers of StatefulSets have requests equal to limits (dedicated resources)",
@@ -46,6 +47,17 @@ POD_OWNERS = {
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController"}
 ALLOWED_CAPABILITIES = {"NET_BIND_SERVICE"}
 SECCOMP_OK = {"RuntimeDefault", "Localhost"}
+#: Volume types Pod Security "restricted" allows.
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 MIGRATION_COMPONENT = "migration"
 
 
@@ -201,8 +213,13 @@ def sec_host_access(m: Manifest, ctx: Context) -> Iterator[Issue]:
         if pod.get(key):
             yield _issue(m, "SEC005", f"pod uses {key}", key)
     for vol in pod.get("volumes") or []:
-        if "hostPath" in vol:
-            yield _issue(m, "SEC005", f"volume {vol.get('name')} is a hostPath", "hostPath")
+        for kind in sorted(set(vol) - {"name"} - RESTRICTED_VOLUMES):
+            yield _issue(
+                m,
+                "SEC005",
+                f"volume {vol.get('name')} is a {kind} (not allowed by Pod Security restricted)",
+                kind,
+            )
     for label, c in containers(pod):
         if (c.get("securityContext") or {}).get("privileged"):
             yield _issue(m, "SEC005", f"{label} {c.get('name')} is privileged", "privileged")

@@ -113,6 +113,18 @@ def test_host_access_is_sec005() -> None:
     assert rules(obj) == ["SEC005", "SEC005"]
 
 
+def test_only_restricted_volume_types() -> None:
+    obj = workload()
+    pod_of(obj)["volumes"] = [
+        {"name": "ok", "emptyDir": {}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "x"}},
+        {"name": "nfs", "nfs": {"server": "s", "path": "/"}},
+    ]
+    (issue,) = policy.evaluate([Manifest("x", obj)])
+    assert issue.rule == "SEC005"
+    assert "volume nfs is a nfs" in issue.message
+
+
 def test_missing_resources_is_res001_with_the_keys() -> None:
     obj = workload()
     del pod_of(obj)["containers"][0]["resources"]["limits"]
