@@ -101,6 +101,7 @@ class Report:
 
     def extend(self, other: Report) -> None:
         self.findings += other.findings
+        self.seconds += other.seconds
         for env, count in other.checked.items():
             self.checked[env] = self.checked.get(env, 0) + count
 
@@ -399,17 +400,22 @@ def validate_env(cfg: Config, rendered: Rendered) -> Report:
     """Schema validation of one environment's objects."""
     from ci import validate
 
+    started = time.monotonic()
     schemas = validate.SchemaSet.load(cfg.chart.kubernetes_version, cfg.chart.crds)
     issues = validate.validate(rendered.manifests, schemas)
-    return Report(to_findings(cfg, rendered.env, issues), {rendered.env: len(rendered.manifests)})
+    findings = to_findings(cfg, rendered.env, issues)
+    count = {rendered.env: len(rendered.manifests)}
+    return Report(findings, count, time.monotonic() - started)
 
 
 def policy_env(cfg: Config, rendered: Rendered) -> Report:
     """Policy rules on one environment's objects."""
     from ci import policy
 
-    issues = policy.evaluate(rendered.manifests)
-    return Report(to_findings(cfg, rendered.env, issues), {rendered.env: len(rendered.manifests)})
+    started = time.monotonic()
+    findings = to_findings(cfg, rendered.env, policy.evaluate(rendered.manifests))
+    count = {rendered.env: len(rendered.manifests)}
+    return Report(findings, count, time.monotonic() - started)
 
 
 def check(
