@@ -288,10 +288,11 @@ def _point_at_value(cfg: Config, env: Environment, finding: Finding) -> Finding:
     Helm reports schema errors against ``values.yaml`` whichever file set the value; the
     last file (in ``-f`` order) that has the key is the one to fix.
     """
-    match = _SCHEMA_PATH.search(finding.message)
-    if match is None:
+    pointers = [p for p in _SCHEMA_PATH.findall(finding.message) if p.strip("/")]
+    if not pointers:
         return finding
-    key = tuple(int(p) if p.isdigit() else p for p in match.group(1).strip("/").split("/"))
+    parts = pointers[-1].strip("/").split("/")  # the deepest: "allOf failed" comes first
+    key = tuple(int(p) if p.isdigit() else p for p in parts)
     for path in reversed([cfg.chart.path / "values.yaml", *env.values]):
         line = _key_line(path, key)
         if line is not None:

@@ -236,6 +236,48 @@ def test_gateway_route_instead_of_ingress(helm_bin: helm.Helm, cfg: Config) -> N
     assert chart.validate_env(cfg, rendered).findings == []
 
 
+ALL_FEATURES = [
+    "gateway.enabled=true",
+    "gateway.parentRefs[0].name=public",
+    "ingress.tls.enabled=true",
+    "ingress.tls.secretName=tls",
+    "backup.enabled=true",
+    "backup.persistence.existingClaim=backups",
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.grafanaDashboard.enabled=true",
+    "networkPolicy.enabled=true",
+    "rabbitmq.enabled=false",
+    "externalRabbitmq.host=mq.example",
+    "externalRabbitmq.existingSecret=mq",
+    "backend.secretEnv.API_TOKEN=t0ken",
+    "backend.existingSecret=more-env",
+    "backend.autoscaling.enabled=false",
+    "imagePullSecrets[0].name=regcred",
+]
+
+
+@pytest.mark.parametrize("env_name", ["defaults", "staging"])
+def test_every_optional_feature_passes_the_checks(
+    helm_bin: helm.Helm, cfg: Config, env_name: str
+) -> None:
+    env = cfg.environment("staging")
+    if env_name == "defaults":
+        env = dataclasses.replace(env, values=())
+    rendered = chart.render(cfg, helm_bin, env, ALL_FEATURES)
+    kinds = {m.kind for m in rendered.manifests}
+    assert {"HTTPRoute", "NetworkPolicy", "ServiceMonitor", "CronJob", "Ingress"} <= kinds
+    found = chart.validate_env(cfg, rendered).findings + chart.policy_env(cfg, rendered).findings
+    assert found == []
+    dashboard = one(rendered, "ConfigMap", "-dashboard")
+    assert json.loads(dashboard["data"]["schedule-app.json"])["uid"] == "schedule-app"
+    deploy = one(rendered, "Deployment", "-backend")
+    env_from = deploy["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert [e.get("secretRef", {}).get("name") for e in env_from][1:] == [
+        "schedule-app-backend",
+        "more-env",
+    ]
+
+
 def test_render_writes_one_file_per_template_or_one_file(
     helm_bin: helm.Helm, cfg: Config, tmp_path: Path
 ) -> None:
@@ -302,6 +344,19 @@ def test_wrong_value_type_fails_lint_with_the_key(helm_bin: helm.Helm, copy: Cha
     assert not checked.ok
     (render_failure,) = only(checked.findings, "RENDER001")
     assert "replicaCount" in render_failure.message
+
+
+def test_external_database_without_host_fails_lint(helm_bin: helm.Helm, copy: ChartCopy) -> None:
+    values = copy.path / "values-prod.yaml"
+    values.write_text(
+        values.read_text().replace("postgresql:\n", "postgresql:\n  enabled: false\n")
+    )
+    (finding,) = only(chart.lint(copy.cfg, helm_bin, [copy.env("prod")]).findings, "LINT001")
+    assert "at '/externalDatabase/host': minLength" in finding.message
+    assert finding.file == f"{CHART}/values.yaml"  # where the empty default is
+    lines = (copy.path / "values.yaml").read_text().splitlines()
+    assert finding.line is not None
+    assert lines[finding.line - 1].strip() == 'host: ""'
 
 
 def test_missing_hook_annotation_fails_policy(helm_bin: helm.Helm, copy: ChartCopy) -> None:
