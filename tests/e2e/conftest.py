@@ -163,7 +163,11 @@ def _config_text(values_file: Path) -> str:
         "project": base.get("project", "schedule-tracker"),
         "registry": {"host": REGISTRY, "namespace": "schedule-tracker", "insecure": True},
         "images": images,
-        "chart": {**base["chart"], "path": str(ROOT / base["chart"]["path"])},
+        "chart": {
+            **base["chart"],
+            "path": str(ROOT / base["chart"]["path"]),
+            "crds": [str(ROOT / c) for c in base["chart"].get("crds", [])],
+        },
         "environments": {
             "e2e": env,
             # Same release, short timeout: a broken upgrade is rolled back within minutes.
