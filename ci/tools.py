@@ -72,6 +72,9 @@ class ToolSpec:
     docker_plugin: bool = False
     #: Build through a wrapper module with ``replace`` lines (k8s.io/kubernetes staging modules).
     staging_replaces: bool = False
+    #: Build inside the downloaded module: ``go install pkg@version`` refuses modules whose
+    #: go.mod has ``replace`` or ``exclude`` directives (buildkit has excludes).
+    from_source: bool = False
 
     @property
     def bare_version(self) -> str:
@@ -198,6 +201,7 @@ TOOLS: dict[str, ToolSpec] = {
             path_names=("buildkitd",),
             built_name="buildkitd",
             ldflags=_BUILDKIT_LD,
+            from_source=True,
         ),
         ToolSpec(
             name="buildctl",
@@ -211,6 +215,7 @@ TOOLS: dict[str, ToolSpec] = {
             path_names=("buildctl",),
             built_name="buildctl",
             ldflags=_BUILDKIT_LD,
+            from_source=True,
         ),
     )
 }
@@ -711,6 +716,8 @@ def _build(spec: ToolSpec, on_progress: Progress) -> None:
     try:
         if spec.staging_replaces:
             _build_with_wrapper(go, spec, work, on_progress)
+        elif spec.from_source:
+            _build_in_module(go, spec, work, on_progress)
         else:
             _go_install(go, spec, work, on_progress)
         produced = work / spec.built_name
@@ -750,6 +757,36 @@ def _go_install(go: Path, spec: ToolSpec, out: Path, on_progress: Progress) -> N
     )
 
 
+def _download(go: Path, spec: ToolSpec, env: dict[str, str]) -> dict[str, str]:
+    """``go mod download -json`` for the pinned module: where its source and go.mod are."""
+    info = proc.run(
+        (str(go), "mod", "download", "-json", f"{spec.module}@{spec.version}"),
+        env=env,
+        timeout=BUILD_TIMEOUT,
+        what=f"download {spec.module}",
+    )
+    found = dict(re.findall(r'"(Dir|GoMod)":\s*"([^"]+)"', info.stdout))
+    if set(found) != {"Dir", "GoMod"}:
+        raise ToolError(f"go mod download {spec.module}@{spec.version} did not report its files")
+    return found
+
+
+def _build_in_module(go: Path, spec: ToolSpec, out: Path, on_progress: Progress) -> None:
+    """``go build`` in the module's own (read-only) folder, so its go.mod applies as written."""
+    env = {**_go_env(out), "GOFLAGS": "-mod=readonly"}
+    source = _download(go, spec, env)["Dir"]
+    relative = "./" + spec.package.removeprefix(spec.module).strip("/")
+    argv = (str(go), "build", "-trimpath", "-ldflags", _ldflags(spec), "-o", f"{out}/", relative)
+    proc.run(
+        argv,
+        env=env,
+        cwd=source,
+        timeout=BUILD_TIMEOUT,
+        on_line=lambda line, _stream: on_progress(spec.name, line),
+        what=f"build {spec.name}",
+    )
+
+
 def staging_replaces(gomod_text: str, version: str) -> list[str]:
     """``replace`` lines pinning k8s.io/kubernetes' staging modules (v0.0.0 => ./staging/...).
 
@@ -773,16 +810,8 @@ def _build_with_wrapper(go: Path, spec: ToolSpec, out: Path, on_progress: Progre
     """Build through a wrapper module (shares the build cache with hack/cluster/build.sh)."""
     env = {**_go_env(out), "GOFLAGS": "-mod=mod"}
     sink: proc.LineSink = lambda line, _stream: on_progress(spec.name, line)  # noqa: E731
-    info = proc.run(
-        (str(go), "mod", "download", "-json", f"{spec.module}@{spec.version}"),
-        env=env,
-        timeout=BUILD_TIMEOUT,
-        what=f"download {spec.module}",
-    )
-    gomod = re.search(r'"GoMod":\s*"([^"]+)"', info.stdout)
-    if gomod is None:
-        raise ToolError(f"go mod download {spec.module}@{spec.version} did not report its go.mod")
-    replaces = staging_replaces(Path(gomod.group(1)).read_text(), spec.version)
+    gomod = _download(go, spec, env)["GoMod"]
+    replaces = staging_replaces(Path(gomod).read_text(), spec.version)
     with tempfile.TemporaryDirectory(prefix="ci-tools-wrapper-") as wrapper:
         (Path(wrapper) / "go.mod").write_text(wrapper_gomod(spec, replaces))
         pkg = f"{spec.package}@{spec.version}"
