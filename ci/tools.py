@@ -470,9 +470,8 @@ def require(name: str, *, major: int | None = None) -> Tool:
         return tool
     if probes:
         raise ToolError(f"{probes[0].problem}; {INSTALL_HINT}")
-    raise ToolError(
-        f"{spec.binary} not found on PATH or in {_display(tools_dir())}; {INSTALL_HINT}"
-    )
+    label = f"helm {spec.major}" if spec.major else spec.binary
+    raise ToolError(f"{label} not found on PATH or in {_display(tools_dir())}; {INSTALL_HINT}")
 
 
 def _display(path: Path) -> str:

@@ -137,6 +137,8 @@ def test_missing_everywhere_names_both_places(env: dict[str, Path]) -> None:
     assert info.value.message == (
         f"kubeconform not found on PATH or in {env['pinned']}; run `make tools`"
     )
+    with pytest.raises(ToolError, match=r"^helm 3 not found on PATH or in "):
+        tools.require("helm")
 
 
 def test_a_binary_that_prints_no_version_is_not_used(env: dict[str, Path]) -> None:
