@@ -37,6 +37,8 @@ class Manifest:
 
     source: str
     obj: dict[str, Any]
+    #: The document as Helm printed it (without the ``---`` line).
+    text: str = ""
 
     @property
     def kind(self) -> str:
@@ -161,7 +163,7 @@ def parse_manifests(text: str) -> tuple[Manifest, ...]:
         source = match.group(1) if match else "unknown"
         if not isinstance(obj, dict):
             raise ChartError(f"{source}: rendered document is not a mapping")
-        out.append(Manifest(source, obj))
+        out.append(Manifest(source, obj, chunk.strip("\n") + "\n"))
     return tuple(out)
 
 
@@ -215,7 +217,7 @@ def write_rendered(rendered: Rendered, output: Path) -> list[Path]:
     for source, items in by_source.items():
         target = output / source
         target.parent.mkdir(parents=True, exist_ok=True)
-        docs = [f"# Source: {source}\n" + yaml.safe_dump(m.obj, sort_keys=False) for m in items]
+        docs = [m.text or f"# Source: {source}\n" + yaml.safe_dump(m.obj) for m in items]
         target.write_text("---\n" + "---\n".join(docs), encoding="utf-8")
         written.append(target)
     return written
