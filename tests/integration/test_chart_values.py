@@ -27,6 +27,7 @@ FREE_FORM = {
     "labels",
     "affinity",
     "ingressNamespaceSelector",
+    "monitoringNamespaceSelector",
 }
 
 
