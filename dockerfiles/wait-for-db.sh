@@ -20,7 +20,7 @@ echo "wait-for-db: waiting up to ${timeout}s for PostgreSQL at $target"
 while :; do
   attempt=$((attempt + 1))
   # pg_isready says the server accepts connections; the query proves that login and database work.
-  if last=$(pg_isready -q -t 5 2>&1 && psql -X -q -t -A -v ON_ERROR_STOP=1 -c 'SELECT 1' 2>&1); then
+  if last=$(pg_isready -t 5 2>&1 && psql -X -q -t -A -v ON_ERROR_STOP=1 -c 'SELECT 1' 2>&1); then
     echo "wait-for-db: PostgreSQL at $target is ready (attempt $attempt, ${SECONDS}s)"
     exit 0
   fi

@@ -165,7 +165,7 @@ def backend(docker: Docker, images: dict[str, str], stack: Stack) -> Backend:
         images["backend"],
         "--migrate",
         check=False,
-        timeout=300,
+        timeout=600,
     )
     assert migrate.returncode == 0, f"--migrate: {migrate.stdout[-2000:]}"
     container = docker.start(
@@ -182,7 +182,7 @@ def backend(docker: Docker, images: dict[str, str], stack: Stack) -> Backend:
         return response.status_code == 200 and response.json().get("status") == "UP"
 
     try:
-        wait_for("the backend's /api/actuator/health to be UP", up, timeout=180, interval=2)
+        wait_for("the backend's /api/actuator/health to be UP", up, timeout=300, interval=2)
     except BaseException:
         print(docker.logs(container))
         raise

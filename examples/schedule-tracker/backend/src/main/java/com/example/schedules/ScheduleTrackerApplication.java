@@ -1,6 +1,7 @@
 package com.example.schedules;
 
 import java.util.Arrays;
+import java.util.stream.Stream;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.WebApplicationType;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
@@ -23,16 +24,23 @@ public class ScheduleTrackerApplication {
     SpringApplication.run(ScheduleTrackerApplication.class, args);
   }
 
-  /** Starts a context without web server or listeners, with Flyway enabled; migration runs on start. */
+  /**
+   * Starts a context without web server or broker listener and with Flyway enabled, so the migration
+   * runs during startup; then exits. The overrides are command-line arguments because those take
+   * precedence over application.yaml, which disables Flyway for normal starts.
+   */
   static int migrate(String[] args) {
-    String[] rest = Arrays.stream(args).filter(a -> !a.equals(MIGRATE_FLAG)).toArray(String[]::new);
+    Stream<String> overrides =
+        Stream.of(
+            "--spring.flyway.enabled=true",
+            "--spring.rabbitmq.listener.simple.auto-startup=false",
+            "--spring.datasource.hikari.initialization-fail-timeout=1");
+    String[] rest =
+        Stream.concat(Arrays.stream(args).filter(a -> !a.equals(MIGRATE_FLAG)), overrides)
+            .toArray(String[]::new);
     ConfigurableApplicationContext context =
         new SpringApplicationBuilder(ScheduleTrackerApplication.class)
             .web(WebApplicationType.NONE)
-            .properties(
-                "spring.flyway.enabled=true",
-                "spring.rabbitmq.listener.simple.auto-startup=false",
-                "spring.datasource.hikari.initialization-fail-timeout=1")
             .run(rest);
     return SpringApplication.exit(context);
   }
