@@ -8,6 +8,12 @@ LINT_SCRIPTS = $(sort $(wildcard dockerfiles/*.sh) \
 
 .PHONY: lint-docker
 
+# Both tools always run, so one report shows every finding; the target fails if either found one.
 lint-docker: setup ## hadolint on the Dockerfiles, shellcheck on the shell scripts
-	$(HADOLINT) $(LINT_DOCKERFILES)
-	$(SHELLCHECK) -x $(LINT_SCRIPTS)
+	@status=0; \
+	$(HADOLINT) $(LINT_DOCKERFILES) || status=1; \
+	$(SHELLCHECK) --external-sources --source-path=SCRIPTDIR $(LINT_SCRIPTS) || status=1; \
+	if [ $$status -eq 0 ]; then \
+	  echo "lint-docker: $(words $(LINT_DOCKERFILES)) Dockerfiles, $(words $(LINT_SCRIPTS)) scripts clean"; \
+	fi; \
+	exit $$status

@@ -106,12 +106,14 @@ main() {
       die "registry ${registry%%/*} does not answer (start it: hack/registry.sh up)"
   fi
   mkdir -p "$cache"
-  total=$(now)
   for name in "${names[@]}"; do
     [[ -d $here/$name ]] || die "unknown base image '$name' (known: ${all[*]})"
+  done
+  total=$(now)
+  build_image debian # every other image starts FROM it
+  for name in "${names[@]}"; do
     t0=$(now)
-    if [[ $name != debian ]]; then build_image debian; fi
-    build_image "$name"
+    if [[ $name != debian ]]; then build_image "$name"; fi
     if [[ -n $registry ]]; then push_image "$name"; fi
     log "$name done in $(since "$t0")"
   done
