@@ -1,6 +1,6 @@
 # Schedule Tracker SPA (React + Vite) served by unprivileged NGINX on 8080, proxying /api to
 # ${BACKEND_URL}. Build context: examples/schedule-tracker/frontend.
-ARG BUILD_IMAGE=node:18-bookworm-slim
+ARG BUILD_IMAGE=node:22-bookworm-slim
 ARG RUNTIME_IMAGE=nginxinc/nginx-unprivileged:1.27-alpine
 
 FROM ${BUILD_IMAGE} AS build
