@@ -777,6 +777,11 @@ class BuildxBuilder:
         match = re.match(r"^#\d+ pushing layer (sha256:[0-9a-f]{12})[0-9a-f]*.*?( done)?$", line)
         if match:
             counter.layer(match.group(1), bool(match.group(2)))
+            return
+        # Plain progress reports the push as one status, not per layer.
+        match = re.match(r"^#\d+ (pushing layers|exporting cache to registry)$", line)
+        if match:
+            counter.progress(counter.name, match.group(1))
 
     @staticmethod
     def _digest(job: Job, metadata: Path, push: bool) -> str:

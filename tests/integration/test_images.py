@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -242,7 +241,7 @@ def test_reference_app_images_build_and_push(
     base_images = bases
     namespace = f"it-app-{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")},
         "CI_REGISTRY": REGISTRY,
         "CI_REGISTRY_NAMESPACE": namespace,
         "CI_REGISTRY_INSECURE": "true",
@@ -252,14 +251,26 @@ def test_reference_app_images_build_and_push(
         "BASE_NGINX": base_images["nginx"],
         "BASE_PGCLIENT": base_images["pgclient"],
     }
-    env.pop("GITHUB_ACTIONS", None)
+    # The committed tree in its own repository: what a CI checkout builds, and safe from
+    # edits made in the working tree while the test runs.
+    app = tmp_path / "app"
+    app.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(app)], input=archive, check=True)
+    for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "app"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *git],
+            cwd=app,
+            check=True,
+            capture_output=True,
+        )
     out = tmp_path / "out"
     argv = [
-        sys.executable,
-        "-m",
-        "ci",
+        str(ROOT / ".venv" / "bin" / "ci"),
         "-c",
-        str(ROOT / "ci.yaml"),
+        str(app / "ci.yaml"),
         "-o",
         str(out),
         "images",
@@ -275,7 +286,7 @@ def test_reference_app_images_build_and_push(
     try:
         for _ in range(2):
             proc = subprocess.run(
-                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
+                argv, cwd=app, env=env, capture_output=True, text=True, timeout=1800, check=False
             )
             _ok(proc)
         data = json.loads((out / "images.json").read_text(encoding="utf-8"))
