@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CI := $(BIN)/ci
-# Pinned tools are built here (project-local) and cached across clones in TOOLS_CACHE.
+# Pinned tools are built here (project-local) and cached across clones in CI_TOOLS_CACHE.
 TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export TOOLS_DIR
 export PATH := $(CURDIR)/$(BIN):$(PATH)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_images import (
+from tests.integration.fixtures_images import (
     REGISTRY,
     ROOT,
     Project,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_images import (
+from tests.integration.fixtures_images import (
     Project,
     debian_base_fixture,  # noqa: F401 - a fixture, used by name
     project_fixture,  # noqa: F401 - a fixture, used by name
