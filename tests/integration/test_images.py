@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ci import config, images, registry, tools
+from ci.errors import BuildError
 from tests.integration.fixtures_images import (
     REGISTRY,
     ROOT,
@@ -24,9 +27,6 @@ from tests.integration.fixtures_images import (
     project_fixture,  # noqa: F401 - a fixture, used by name
     tag_digests,
 )
-
-from ci import config, images, registry, tools
-from ci.errors import BuildError
 
 pytestmark = pytest.mark.integration
 

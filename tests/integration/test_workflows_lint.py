@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from ci import tools
+from ci.errors import ToolError
 from tests.integration.fixtures_images import (
     Project,
     debian_base_fixture,  # noqa: F401 - a fixture, used by name
     project_fixture,  # noqa: F401 - a fixture, used by name
 )
-
-from ci import tools
-from ci.errors import ToolError
 
 pytestmark = pytest.mark.integration
 
