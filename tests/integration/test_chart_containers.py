@@ -1,0 +1,186 @@
+"""The chart's pod settings work with the real images, run by Docker.
+
+The rendered StatefulSets and Jobs are turned into `docker run` flags as close to what the
+kubelet does as Docker allows: the user and groups of the securityContext, a read-only root
+filesystem, all capabilities dropped, no privilege escalation, each volumeMount a fresh 0777
+folder (an emptyDir or a new PersistentVolume), env values with secrets replaced by a test
+password, and the container's command and args. PostgreSQL and RabbitMQ must then pass their
+own readiness probes; the migration Job's wait-for-db init container and the backup CronJob's
+container must succeed against that PostgreSQL, the backup landing in the /backups volume.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ci import chart, config, helm
+from ci.errors import CiError
+
+if TYPE_CHECKING:
+    from conftest import Docker
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PASSWORD = "it-Secret-123"
+
+
+@pytest.fixture(scope="module")
+def dbtools_image(docker: Docker, base_images: dict[str, str]) -> Iterator[str]:
+    """dockerfiles/dbtools.Dockerfile on the local PostgreSQL client base image."""
+    tag = f"chart-it/dbtools:{uuid.uuid4().hex[:8]}"
+    docker.run(
+        "build", "-q", "-t", tag, "-f", str(ROOT / "dockerfiles/dbtools.Dockerfile"),
+        "--build-arg", f"RUNTIME_IMAGE={base_images['pgclient']}", str(ROOT / "dockerfiles"),
+    )  # fmt: skip
+    yield tag
+    docker.run("image", "rm", "-f", tag, check=False)
+
+
+@pytest.fixture(scope="module")
+def rendered(dbtools_image: str, base_images: dict[str, str]) -> chart.Rendered:
+    try:
+        h = helm.find(3)
+    except CiError as exc:
+        pytest.fail(f"Helm 3 is needed: {exc} (run `make tools`)")
+    cfg = config.load(ROOT / "ci.yaml")
+    repo, tag = dbtools_image.split(":")
+    sets = ["backup.enabled=true", f"dbtools.image.repository={repo}", f"dbtools.image.tag={tag}"]
+    for key, base in (("postgresql", "postgres"), ("rabbitmq", "rabbitmq")):
+        image_repo, image_tag = base_images[base].split(":")
+        sets += [f"{key}.image.repository={image_repo}", f"{key}.image.tag={image_tag}"]
+    return chart.render(cfg, h, cfg.environment("staging"), sets)
+
+
+def find(rendered: chart.Rendered, kind: str, suffix: str) -> dict[str, Any]:
+    (obj,) = [m.obj for m in rendered.manifests if m.kind == kind and m.name.endswith(suffix)]
+    return obj
+
+
+def pod_of(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]
+    if obj["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    pod: dict[str, Any] = spec["template"]["spec"]
+    return pod
+
+
+def docker_flags(pod: dict[str, Any], container: dict[str, Any], volumes: Path) -> list[str]:
+    """`docker run` flags for the container's securityContext and volume mounts."""
+    psc = pod.get("securityContext") or {}
+    sc = {**psc, **(container.get("securityContext") or {})}
+    flags = ["--user", f"{sc['runAsUser']}:{sc.get('runAsGroup', sc['runAsUser'])}"]
+    if "fsGroup" in psc:
+        flags += ["--group-add", str(psc["fsGroup"])]
+    if sc.get("readOnlyRootFilesystem"):
+        flags.append("--read-only")
+    if "ALL" in (sc.get("capabilities") or {}).get("drop", []):
+        flags += ["--cap-drop", "ALL"]
+    if sc.get("allowPrivilegeEscalation") is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    for mount in container.get("volumeMounts") or []:
+        folder = volumes / mount["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)  # what an emptyDir or a fresh volume with fsGroup allows
+        flags += ["-v", f"{folder}:{mount['mountPath']}"]
+    if container.get("command"):
+        flags += ["--entrypoint", container["command"][0]]
+    return flags
+
+
+def container_env(container: dict[str, Any], **override: str) -> dict[str, str]:
+    env = {}
+    for item in container.get("env") or []:
+        env[item["name"]] = item.get("value", PASSWORD)
+    return {**env, **override}
+
+
+def container_args(container: dict[str, Any]) -> list[str]:
+    return [*container.get("command", [])[1:], *container.get("args", [])]
+
+
+def wait_for(check: Any, what: str, logs: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    pytest.fail(f"{what} did not pass within {timeout:.0f}s; container log:\n{logs()[-1500:]}")
+
+
+def probe_passes(docker: Docker, name: str, probe: dict[str, Any], ports: dict[str, int]) -> bool:
+    """Run a readiness/liveness probe the way the kubelet would, inside the container."""
+    if "exec" in probe:
+        argv = probe["exec"]["command"]
+    else:
+        port = probe["tcpSocket"]["port"]
+        number = ports.get(port, port)
+        argv = ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{number}"]
+    return docker.run("exec", name, *argv, check=False, timeout=60).returncode == 0
+
+
+def start(
+    docker: Docker, obj: dict[str, Any], network: str, volumes: Path
+) -> tuple[str, dict[str, Any]]:
+    pod = pod_of(obj)
+    (container,) = pod["containers"]
+    name = docker.start(
+        container["image"],
+        *container_args(container),
+        network=network,
+        alias=obj["metadata"]["name"],
+        env=container_env(container),
+        extra=docker_flags(pod, container, volumes / obj["metadata"]["name"]),
+    )
+    return name, container
+
+
+def test_databases_jobs_and_backup_run_with_the_chart_settings(
+    docker: Docker, rendered: chart.Rendered, tmp_path: Path
+) -> None:
+    network = docker.network()
+    services = {}
+    for suffix in ("-postgresql", "-rabbitmq"):
+        obj = find(rendered, "StatefulSet", suffix)
+        services[suffix] = start(docker, obj, network, tmp_path)
+    for suffix, (name, container) in services.items():
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+
+        def ready(
+            name: str = name, container: dict[str, Any] = container, ports: dict[str, int] = ports
+        ) -> bool:
+            return probe_passes(docker, name, container["readinessProbe"], ports)
+
+        wait_for(ready, f"{suffix} readiness probe", lambda name=name: docker.logs(name))
+        assert probe_passes(docker, name, container["livenessProbe"], ports), suffix
+
+    job_pod = pod_of(find(rendered, "Job", "-migration"))
+    (init,) = job_pod["initContainers"]
+    waited = docker.run(
+        "run", "--rm", "--network", network,
+        *docker_flags(job_pod, init, tmp_path / "migration"),
+        *[f"--env={k}={v}" for k, v in container_env(init, WAIT_TIMEOUT="60").items()],
+        init["image"], *container_args(init), timeout=120,
+    )  # fmt: skip
+    assert "is ready" in waited.stdout
+
+    cron_pod = pod_of(find(rendered, "CronJob", "-backup"))
+    (backup,) = cron_pod["containers"]
+    volumes = tmp_path / "backup"
+    backed_up = docker.run(
+        "run", "--rm", "--network", network, *docker_flags(cron_pod, backup, volumes),
+        *[f"--env={k}={v}" for k, v in container_env(backup).items()],
+        backup["image"], *container_args(backup), timeout=120,
+    )  # fmt: skip
+    assert "backup-db: wrote /backups/" in backed_up.stdout
+    mount = next(m for m in backup["volumeMounts"] if m["mountPath"] == "/backups")
+    dumps = list((volumes / mount["name"]).glob("schedule-*.sql.gz"))
+    assert len(dumps) == 1
+    assert dumps[0].stat().st_size > 0
