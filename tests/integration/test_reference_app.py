@@ -18,7 +18,7 @@ import pytest
 import requests
 
 if TYPE_CHECKING:
-    from conftest import Docker
+    from tests.integration.conftest import Docker
 
 ROOT = Path(__file__).resolve().parents[2]
 
