@@ -11,6 +11,7 @@ container must succeed against that PostgreSQL, the backup landing in the /backu
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -184,3 +185,46 @@ def test_databases_jobs_and_backup_run_with_the_chart_settings(
     dumps = list((volumes / mount["name"]).glob("schedule-*.sql.gz"))
     assert len(dumps) == 1
     assert dumps[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("status", ["UP", "DOWN"])
+def test_helm_test_pod_checks_the_backend_health(
+    docker: Docker,
+    rendered: chart.Rendered,
+    base_images: dict[str, str],
+    tmp_path: Path,
+    status: str,
+) -> None:
+    """The `helm test` pod against a stand-in backend (NGINX serving the health document)."""
+    test_pod = find(rendered, "Pod", "-test")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    pod = test_pod["spec"]
+    (container,) = pod["containers"]
+    backend = find(rendered, "Service", "-backend")["metadata"]["name"]
+    health = tmp_path / "html" / "api" / "actuator"
+    health.mkdir(parents=True)
+    (health / "health").write_text(f'{{"status":"{status}","groups":["liveness","readiness"]}}')
+    network = docker.network()
+    docker.start(
+        base_images["nginx"], network=network, alias=backend,
+        extra=["-v", f"{tmp_path / 'html'}:/usr/share/nginx/html:ro"],
+    )  # fmt: skip
+    # a DOWN backend fails after 6 s instead of the chart's timeout
+    script = re.sub(r"\b60\b", "6", container["command"][-1])
+    assert "SECONDS + 6" in script
+    result = docker.run(
+        "run", "--rm", "--network", network,
+        *docker_flags(pod, container, tmp_path / "volumes"),
+        container["image"], *container["command"][1:-1], script,
+        check=False, timeout=120,
+    )  # fmt: skip
+    if status == "UP":
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "backend health: UP" in result.stdout
+    else:
+        assert result.returncode == 1
+        assert "backend health endpoint /api/actuator/health did not report UP" in result.stderr
+        assert result.stderr.rstrip().endswith(
+            '{"status":"DOWN","groups":["liveness","readiness"]}'
+        )
+        assert "HTTP/1.1" not in result.stderr  # the body only, not the headers
