@@ -382,15 +382,38 @@ def select_images(cfg: Config, only: Sequence[str] = ()) -> list[Image]:
     return [cfg.image(name) for name in dict.fromkeys(only)]
 
 
+#: What a base image reference currently points to (an image ID or digest), or None if unknown.
+Resolver = Callable[[str], str | None]
+
+
 def plan(
-    cfg: Config, git: GitInfo, *, only: Sequence[str] = (), now: dt.datetime | None = None
+    cfg: Config,
+    git: GitInfo,
+    *,
+    only: Sequence[str] = (),
+    now: dt.datetime | None = None,
+    resolve: Resolver | None = None,
 ) -> list[Job]:
-    """One ``Job`` per selected image; raises ``BuildError`` for a missing Dockerfile/context."""
+    """One ``Job`` per selected image; raises ``BuildError`` for a missing Dockerfile/context.
+
+    With ``resolve``, each base reference enters the input hash together with what it points
+    to now, so a base rebuilt under the same tag rebuilds the images on top of it.
+    """
     created = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [_job(cfg, image, git, created) for image in select_images(cfg, only)]
+    return [_job(cfg, image, git, created, resolve) for image in select_images(cfg, only)]
 
 
-def _job(cfg: Config, image: Image, git: GitInfo, created: str) -> Job:
+def base_refs(cfg: Config, only: Sequence[str] = ()) -> list[str]:
+    """Every base image the selected images' Dockerfiles name (checks the paths first)."""
+    refs: list[str] = []
+    for image in select_images(cfg, only):
+        _check_paths(cfg, image)
+        text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
+        refs += [r for r in base_images(text, image.build_args) if r not in refs]
+    return refs
+
+
+def _check_paths(cfg: Config, image: Image) -> None:
     if not image.context.is_dir():
         raise BuildError(
             f"image {image.name}: build context {image.context} does not exist",
@@ -401,9 +424,14 @@ def _job(cfg: Config, image: Image, git: GitInfo, created: str) -> Job:
             f"image {image.name}: Dockerfile {image.dockerfile} does not exist",
             location=Location(str(cfg.path)),
         )
+
+
+def _job(cfg: Config, image: Image, git: GitInfo, created: str, resolve: Resolver | None) -> Job:
+    _check_paths(cfg, image)
     text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
     bases = tuple(base_images(text, image.build_args))
-    digest = input_hash(image, base_refs=bases)
+    pinned = [f"{ref}={resolve(ref) or ''}" if resolve else ref for ref in bases]
+    digest = input_hash(image, base_refs=pinned)
     labels = {
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.revision": git.sha,
@@ -1101,18 +1129,17 @@ def build_images(
     if jobs < 1:
         raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
     git = git_info(cfg.root, env)
-    planned = plan(cfg, git, only=only)
+    bases = base_refs(cfg, only)
     registry = registry_client(cfg, env)
-    names = ", ".join(j.name for j in planned)
+    names = ", ".join(i.name for i in select_images(cfg, only))
     try:
-        chosen = choose_builder(
-            builder, cfg, out_dir=out_dir, base_refs=[r for j in planned for r in j.base_refs]
-        )
+        chosen = choose_builder(builder, cfg, out_dir=out_dir, base_refs=bases)
     except CiError as exc:
         exc.message = f"cannot build {names}: {exc.message}"
         raise
     chosen.no_cache = no_cache
     client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
+    planned = plan(cfg, git, only=only, resolve=base_resolver(chosen, registry))
     runner = _Runner(chosen, Lookup(client, registry), registry, push, progress)
     results = [_result(job) for job in planned]
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="image") as pool:
@@ -1126,6 +1153,54 @@ def build_images(
     if check:
         result.raise_first()
     return result
+
+
+def base_resolver(builder: Builder, registry: Client) -> Resolver:
+    """Resolve base references the way the builder will: the classic builder uses the daemon's
+    local image (it never pulls here), BuildKit pulls from the registry.
+
+    One quick attempt each, no retries: an unresolvable reference (an upstream image on a
+    machine without that registry) just enters the hash by name.
+    """
+    cache: dict[str, str | None] = {}
+
+    def resolve(ref: str) -> str | None:
+        if "@sha256:" in ref:
+            return None  # already content-addressed
+        if ref not in cache:
+            if isinstance(builder, DockerBuilder):
+                cache[ref] = _local_image_id(builder.client, ref)
+            else:
+                cache[ref] = _registry_digest(ref, registry)
+        return cache[ref]
+
+    return resolve
+
+
+def _local_image_id(client: Any, ref: str) -> str | None:
+    try:
+        return str(client.images.get(ref).id)
+    except DockerException:
+        return None
+
+
+def _registry_digest(ref: str, registry: Client) -> str | None:
+    host, path, tag = split_reference(ref)
+    if host == "registry-1.docker.io":
+        return None  # upstream: not reachable from every machine; the name is enough
+    same = host == registry.host
+    client = Client(
+        host,
+        insecure=registry.insecure if same else False,
+        username=registry.username if same else None,
+        password=registry.password if same else None,
+        retries=0,
+        timeout=5,
+    )
+    try:
+        return client.digest(path, tag)
+    except RegistryError:
+        return None
 
 
 def _optional_docker() -> Any | None:

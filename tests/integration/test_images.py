@@ -306,3 +306,22 @@ def test_reference_app_images_build_and_push(
             } - {None}:
                 assert digest is not None
                 client.delete(f"{namespace}/{name}", digest)
+
+
+def test_a_base_rebuilt_under_the_same_tag_rebuilds_the_images(
+    project: Project, docker: Any, tmp_path: Path
+) -> None:
+    base = f"local/images-test-base:{project.namespace}"
+    docker.run("tag", "local/debian:bookworm", base)
+    try:
+        project.env["TEST_BASE_IMAGE"] = base
+        first = _build(project, "docker")
+        assert {r["status"] for r in first.values()} == {"built"}
+        assert {r["status"] for r in _build(project, "docker").values()} == {"cached"}
+        # Same tag, different image: what a base rebuild (a security update) looks like.
+        (tmp_path / "Dockerfile").write_text("FROM local/debian:bookworm\nRUN touch /patched\n")
+        docker.run("build", "-q", "-t", base, str(tmp_path))
+        again = _build(project, "docker")
+        assert {n: r["status"] for n, r in again.items()} == {"api": "built", "web": "built"}
+    finally:
+        docker.run("rmi", "-f", base, check=False)

@@ -422,3 +422,14 @@ def test_run_failures_point_at_the_line_buildkit_quotes(cfg: config.Config) -> N
     assert err.location == Location(str(cfg.image("api").dockerfile), 6)
     plain = images._build_error(job, "The command returned a non-zero code: 2 (line 7 of x)", [])
     assert plain.location is None
+
+
+def test_a_base_rebuilt_under_the_same_tag_changes_the_hash(cfg: config.Config) -> None:
+    pointing = {"local/debian:bookworm": "sha256:old"}
+    before = images.plan(cfg, GIT, resolve=pointing.get)
+    pointing["local/debian:bookworm"] = "sha256:new"
+    after = images.plan(cfg, GIT, resolve=pointing.get)
+    assert [j.input_hash for j in before] != [j.input_hash for j in after]
+    assert before[0].base_refs == after[0].base_refs == ("local/debian:bookworm",)
+    again = images.plan(cfg, GIT, resolve=pointing.get)
+    assert [j.input_hash for j in again] == [j.input_hash for j in after]
