@@ -514,7 +514,7 @@ def bump(
     """Set Chart.yaml ``version``/``appVersion`` and an image tag, changing nothing else.
 
     ruamel.yaml's round-trip mode keeps comments, order and quoting; only the edited scalars
-    change, which ``tests/unit/test_chart_bump`` checks line by line.
+    change, which ``tests/integration/test_chart_bump.py`` checks line by line.
     """
     if not _SEMVER.match(version):
         raise ConfigError(f"--version {version!r}: expected a semantic version such as 1.2.3")
@@ -523,13 +523,34 @@ def bump(
     if tag is not None and not _TAG.match(tag):
         raise ConfigError(f"--tag {tag!r}: not a valid image tag")
     chart_yaml = chart_dir / "Chart.yaml"
-    changes = [_edit(chart_yaml, ("version",), version)]
+    edits: list[tuple[Path, tuple[str, ...], str, bool, bool]] = [
+        (chart_yaml, ("version",), version, False, False)
+    ]
     if app_version is not None:
-        changes.append(_edit(chart_yaml, ("appVersion",), app_version, quote=True))
+        edits.append((chart_yaml, ("appVersion",), app_version, True, False))
     if values_file is not None and image is not None and tag is not None:
         known = _has_image(chart_dir / "values.yaml", image)
-        changes.append(_edit(values_file, (image, "image", "tag"), tag, quote=True, create=known))
+        edits.append((values_file, (image, "image", "tag"), tag, True, known))
+    # Every edit is worked out before anything is written: a failing one leaves no file changed.
+    texts: dict[Path, str] = {}
+    changes = []
+    for path, keys, value, quote, create in edits:
+        if path not in texts:
+            texts[path] = _read(path)
+        texts[path], change = _edit(path, texts[path], keys, value, quote=quote, create=create)
+        changes.append(change)
+    for path, text in texts.items():
+        path.write_text(text, encoding="utf-8")
     return changes
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", location=Location(str(path))
+        ) from None
 
 
 def _has_image(values: Path, image: str) -> bool:
@@ -553,21 +574,21 @@ def _roundtrip() -> Any:
 
 
 def _edit(
-    path: Path, keys: tuple[str, ...], value: str, *, quote: bool = False, create: bool = False
-) -> Change:
-    """Set one scalar in a YAML file, keeping everything else byte for byte.
+    path: Path,
+    text: str,
+    keys: tuple[str, ...],
+    value: str,
+    *,
+    quote: bool = False,
+    create: bool = False,
+) -> tuple[str, Change]:
+    """``text`` with one scalar set, everything else byte for byte, and what changed.
 
     ruamel.yaml finds the value's line and column; the new scalar is spliced into the
     original text there, so not even the indentation of untouched lines can change. Only a
-    key that does not exist yet makes the file go through ruamel's round-trip dump.
+    key that does not exist yet makes the text go through ruamel's round-trip dump.
     """
     rt = _roundtrip()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror}", location=Location(str(path))
-        ) from None
     data = rt.load(text)
     node = data
     for key in keys[:-1]:
@@ -580,17 +601,16 @@ def _edit(
     if not isinstance(node, dict):
         raise ConfigError(f"{'.'.join(keys)}: not a mapping", location=Location(str(path)))
     old = node.get(last)
+    change = Change(str(path), ".".join(keys), None if old is None else str(old), value)
     where = _value_position(node, last)
-    if where is None:
-        if not create and last not in node:
-            raise ConfigError(f"{'.'.join(keys)}: key not found", location=Location(str(path)))
-        from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+    if where is not None:
+        return _splice(text, *where, value, quote), change
+    if not create and last not in node:
+        raise ConfigError(f"{'.'.join(keys)}: key not found", location=Location(str(path)))
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-        node[last] = DoubleQuotedScalarString(value) if quote else value
-        _dump(rt, data, path, text)
-    else:
-        path.write_text(_splice(text, *where, value, quote), encoding="utf-8")
-    return Change(str(path), ".".join(keys), None if old is None else str(old), value)
+    node[last] = DoubleQuotedScalarString(value) if quote else value
+    return _dump(rt, data, text), change
 
 
 def _value_position(node: Any, key: str) -> tuple[int, int] | None:
@@ -622,12 +642,12 @@ def _splice(text: str, line: int, col: int, value: str, quote: bool) -> str:
     return "".join(lines)
 
 
-def _dump(rt: Any, data: Any, path: Path, original: str) -> None:
-    """Write ``data`` back, keeping the original's leading document marker if it had one."""
+def _dump(rt: Any, data: Any, original: str) -> str:
+    """``data`` as YAML, keeping the original's leading document marker if it had one."""
     import io
 
     buffer = io.StringIO()
     if original.startswith("---"):
         rt.explicit_start = True
     rt.dump(data, buffer)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return buffer.getvalue()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci import chart, helm
 from ci.errors import CiError, ConfigError
@@ -90,10 +91,21 @@ def test_bad_arguments_are_usage_errors(
         chart.bump(chart_dir, **kwargs)  # type: ignore[arg-type]
 
 
-def test_unknown_image_key_is_reported(chart_dir: Path) -> None:
+def test_unknown_image_key_is_reported_and_nothing_changes(chart_dir: Path) -> None:
     values = chart_dir / "values.yaml"
+    before = (chart_dir / "Chart.yaml").read_text()
     with pytest.raises(ConfigError, match=r"worker\.image\.tag: key not found"):
         chart.bump(chart_dir, version="1.0.0", values_file=values, image="worker", tag="1")
+    assert (chart_dir / "Chart.yaml").read_text() == before
+
+
+def test_missing_tag_is_added_for_a_known_image(chart_dir: Path) -> None:
+    values = chart_dir / "values-extra.yaml"
+    values.write_text("# extra\nbackend:\n  replicaCount: 3  # three\n")
+    chart.bump(chart_dir, version="1.0.0", values_file=values, image="backend", tag="2.0.0")
+    text = values.read_text()
+    assert text.startswith("# extra\nbackend:\n  replicaCount: 3  # three\n")
+    assert yaml.safe_load(text) == {"backend": {"replicaCount": 3, "image": {"tag": "2.0.0"}}}
 
 
 @pytest.mark.integration
