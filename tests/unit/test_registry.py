@@ -1,22 +1,24 @@
 """Unit tests of the registry client: reference parsing, retries, auth challenges.
 
-Retries and token auth are behaviours a healthy local registry never shows, so a small
-scripted HTTP server plays the failing or token-protected registry; the real registry is
-exercised in tests/integration/test_images.py.
+Retries, token auth and a registry failing halfway through tagging are behaviours a healthy
+local registry never shows, so a small scripted HTTP server plays that registry; the real
+registry is exercised in tests/integration/test_images.py.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from ci import registry
+from ci import config, images, registry
 from ci.errors import RegistryError
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -29,14 +31,15 @@ class _Server:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: The body of the request being answered (PUT manifests).
+        self.body = b""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 length = int(headers.get("content-length", "0") or 0)
-                if length:
-                    self.rfile.read(length)
+                server.body = self.rfile.read(length) if length else b""
                 server.requests.append((self.command, self.path, headers))
                 status, reply_headers, body = server.script(self.command, self.path, headers)
                 self.send_response(status)
@@ -220,3 +223,71 @@ def test_refused_token_says_to_check_credentials(serve: Callable[[Script], _Serv
     client, _ = _client(server.host, username="bot", password="wrong")
     with pytest.raises(RegistryError, match="token request refused: HTTP 401"):
         client.digest("ns/api", "main")
+
+
+# ----------------------------------------------------------------------------- tagging
+
+
+class _Manifests:
+    """A registry's manifest store, failing PUTs of chosen tags: a registry that breaks midway."""
+
+    def __init__(self, fail_tags: set[str]) -> None:
+        self.fail_tags = fail_tags
+        self.by_digest: dict[str, bytes] = {}
+        self.tags: dict[str, str] = {}
+        self.server: _Server | None = None
+
+    def add(self, body: bytes, *tags: str) -> str:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self.by_digest[digest] = body
+        for tag in tags:
+            self.tags[tag] = digest
+        return digest
+
+    def __call__(self, method: str, path: str, _h: dict[str, str]) -> Reply:
+        ref = path.rsplit("/", 1)[-1]
+        if method == "PUT":
+            if ref in self.fail_tags:
+                return 500, {}, b""
+            assert self.server is not None
+            return 201, {"Docker-Content-Digest": self.add(self.server.body, ref)}, b""
+        digest = ref if ref.startswith("sha256:") else self.tags.get(ref, "")
+        if digest not in self.by_digest:
+            return 404, {}, b""
+        headers = {"Docker-Content-Digest": digest, "Content-Type": registry.DOCKER_MANIFEST}
+        return 200, headers, self.by_digest[digest]
+
+
+def _job() -> images.Job:
+    image = config.Image("api", Path("/x/Dockerfile"), Path("/x"), {}, ("linux/amd64",), "api")
+    tags = ("a" * 40, "aaaaaaa", "main", "inputs-new")
+    return images.Job(image, "127.0.0.1:1/ns/api", tags, "new", {}, {}, ())
+
+
+def test_a_failed_content_tag_leaves_no_tag_moved(serve: Callable[[Script], _Server]) -> None:
+    store = _Manifests(fail_tags={"inputs-new"})
+    old = store.add(b'{"schemaVersion":2,"old":true}', "main")
+    new = store.add(b'{"schemaVersion":2,"new":true}', "a" * 40)
+    store.server = server = serve(store)
+    client, _ = _client(server.host, retries=1)
+    job = _job()
+    with pytest.raises(RegistryError):
+        images._tag(job, client, new, list(job.tags[1:]), lambda *_: None)
+    assert "inputs-new" not in store.tags
+    assert store.tags["main"] == old  # moved during the run, then put back
+    puts = [p.rsplit("/", 1)[-1] for m, p, _h in server.requests if m == "PUT"]
+    assert puts[:2] == ["aaaaaaa", "main"]
+    assert puts[-1] == "main"  # the restore
+
+
+def test_tagging_the_same_content_twice_writes_nothing(serve: Callable[[Script], _Server]) -> None:
+    store = _Manifests(fail_tags=set())
+    digest = store.add(b'{"schemaVersion":2}', "a" * 40)
+    store.server = server = serve(store)
+    client, _ = _client(server.host, retries=0)
+    job = _job()
+    images._tag(job, client, digest, list(job.tags[1:]), lambda *_: None)
+    assert {store.tags[t] for t in job.tags} == {digest}
+    first = sum(m == "PUT" for m, _p, _h in server.requests)
+    images._tag(job, client, digest, list(job.tags[1:]), lambda *_: None)
+    assert sum(m == "PUT" for m, _p, _h in server.requests) == first == 3
