@@ -124,7 +124,12 @@ def project_fixture(tmp_path: Path, local_registry: str, debian_base: str) -> It
         root,
         namespace,
         tmp_path / "out",
-        {"CI_REGISTRY_NAMESPACE": namespace, "CI_REGISTRY": local_registry},
+        {
+            "CI_REGISTRY_NAMESPACE": namespace,
+            "CI_REGISTRY": local_registry,
+            # The toolkit's pinned tools, as `make` exports them (the project is elsewhere).
+            "TOOLS_DIR": os.environ.get("TOOLS_DIR", str(ROOT / ".tools" / "bin")),
+        },
     )
     proj.commit("initial")
     yield proj
