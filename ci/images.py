@@ -440,7 +440,7 @@ def _job(cfg: Config, image: Image, git: GitInfo, created: str, resolve: Resolve
     }
     if git.source:
         labels["org.opencontainers.image.source"] = git.source
-    auto = {"VCS_REF": git.sha, "VERSION": git.version, "BUILD_DATE": created}
+    auto = dict(zip(AUTO_ARGS, (git.sha, git.version, created), strict=True))
     return Job(
         image=image,
         repository=cfg.registry.repository(image.name),
@@ -513,14 +513,6 @@ def registry_client(cfg: Config, env: Mapping[str, str] | None = None) -> Client
 
 
 # ----------------------------------------------------------------------------- builders
-
-
-@dataclass
-class Output:
-    """What a builder produced: the digest (registry manifest when pushed) and its log."""
-
-    digest: str
-    log: list[str] = field(default_factory=list)
 
 
 class Builder(Protocol):
@@ -769,7 +761,6 @@ class BuildxBuilder:
     def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         metadata = self.metadata_dir / f"{job.name}.metadata.json"
-        last: ProcessError | None = None
         for attempt in range(self.retries):
             if attempt:
                 progress(job.name, "registry error; retrying")
@@ -783,13 +774,11 @@ class BuildxBuilder:
                     on_line=functools.partial(self._on_line, counter=counter, log=log),
                     what=f"build {job.name}",
                 )
-            except ProcessError as exc:
-                last = exc
+            except ProcessError:
                 if not _is_registry_failure("\n".join(log[-40:])):
                     raise _build_error(job, _buildx_reason(log), log) from None
                 continue
             return self._digest(job, metadata, push)
-        assert last is not None
         raise RegistryError(
             f"image {job.name}: push failed: {_buildx_reason(log)}",
             detail=proc.tail("\n".join(log)),
