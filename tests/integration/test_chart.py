@@ -201,6 +201,18 @@ def test_external_database_migrates_before_install(helm_bin: helm.Helm, cfg: Con
     )
 
 
+def test_app_release_does_not_restart_the_databases(helm_bin: helm.Helm, cfg: Config) -> None:
+    env = cfg.environment("prod")
+    before = chart.render(cfg, helm_bin, env)
+    after = chart.render(cfg, helm_bin, env, ["backend.image.tag=9.9.9", "deployInfo.gitSha=f00"])
+    for suffix in ("-postgresql", "-rabbitmq"):
+        old = one(before, "StatefulSet", suffix)["spec"]["template"]
+        assert one(after, "StatefulSet", suffix)["spec"]["template"] == old
+        assert "app.kubernetes.io/version" not in old["metadata"]["labels"]
+    old_backend = one(before, "Deployment", "-backend")["spec"]["template"]
+    assert one(after, "Deployment", "-backend")["spec"]["template"] != old_backend
+
+
 def test_hpa_owns_the_replica_count(helm_bin: helm.Helm, cfg: Config) -> None:
     env = cfg.environment("staging")
     scaled = chart.render(cfg, helm_bin, env)

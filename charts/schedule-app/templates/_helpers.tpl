@@ -49,6 +49,17 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 {{- end -}}
 
+{{/* Pod labels of the stateful services: no chart or app version, so that a release of
+     the application does not restart the database and the broker. */}}
+{{- define "schedule-app.stableLabels" -}}
+{{ include "schedule-app.selectorLabels" . }}
+app.kubernetes.io/part-of: schedule-tracker
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{/* Release record annotations (deploy.gitSha, deploy.triggeredBy). */}}
 {{- define "schedule-app.deployAnnotations" -}}
 {{- with .Values.deployInfo.gitSha }}
