@@ -22,6 +22,7 @@ Steps report progress through a callback and return ``ImagesResult``; only the C
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -1278,11 +1279,23 @@ def _confirm_and_tag(job: Job, registry: Client, digest: str, progress: Progress
             f"image {job.name}: registry serves {served or 'nothing'} for {job.tags[0]}, "
             f"expected {digest}; content tag not written"
         )
-    _tag(job, registry, digest, list(job.tags[1:]), progress)
+    _tag(job, registry, digest, list(job.tags[1:]), progress, fresh=True)
 
 
-def _tag(job: Job, registry: Client, digest: str, tags: list[str], progress: Progress) -> None:
-    """Add tags to a pushed manifest, content tag last; undo this run's tags on failure."""
+def _tag(
+    job: Job,
+    registry: Client,
+    digest: str,
+    tags: list[str],
+    progress: Progress,
+    *,
+    fresh: bool = False,
+) -> None:
+    """Add tags to a pushed manifest, content tag last; undo this run's tags on failure.
+
+    Undoing means pointing moved tags back where they were and, for an image pushed by this
+    run (``fresh``), deleting its manifest, which removes every tag this run gave it.
+    """
     path = _repo_path(job)
     previous = {t: registry.digest(path, t) for t in tags}
     todo = [t for t in tags if previous[t] != digest]
@@ -1301,6 +1314,9 @@ def _tag(job: Job, registry: Client, digest: str, tags: list[str], progress: Pro
             written.append(tag)
     except RegistryError:
         _undo_tags(registry, path, {t: previous[t] for t in written})
+        if fresh:
+            with contextlib.suppress(RegistryError):
+                registry.delete(path, digest)
         raise
 
 

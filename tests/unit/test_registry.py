@@ -246,6 +246,10 @@ class _Manifests:
 
     def __call__(self, method: str, path: str, _h: dict[str, str]) -> Reply:
         ref = path.rsplit("/", 1)[-1]
+        if method == "DELETE":
+            self.by_digest.pop(ref, None)
+            self.tags = {t: d for t, d in self.tags.items() if d != ref}
+            return 202, {}, b""
         if method == "PUT":
             if ref in self.fail_tags:
                 return 500, {}, b""
@@ -272,12 +276,26 @@ def test_a_failed_content_tag_leaves_no_tag_moved(serve: Callable[[Script], _Ser
     client, _ = _client(server.host, retries=1)
     job = _job()
     with pytest.raises(RegistryError):
-        images._tag(job, client, new, list(job.tags[1:]), lambda *_: None)
-    assert "inputs-new" not in store.tags
-    assert store.tags["main"] == old  # moved during the run, then put back
+        images._tag(job, client, new, list(job.tags[1:]), lambda *_: None, fresh=True)
+    assert store.tags == {"main": old}  # moved during the run, then put back
+    assert new not in store.by_digest  # this run's image is gone, and every tag it got
     puts = [p.rsplit("/", 1)[-1] for m, p, _h in server.requests if m == "PUT"]
     assert puts[:2] == ["aaaaaaa", "main"]
     assert puts[-1] == "main"  # the restore
+
+
+def test_a_failed_tag_on_an_existing_image_deletes_nothing(
+    serve: Callable[[Script], _Server],
+) -> None:
+    store = _Manifests(fail_tags={"main"})
+    digest = store.add(b'{"schemaVersion":2}', "a" * 40, "inputs-new")
+    store.server = server = serve(store)
+    client, _ = _client(server.host, retries=0)
+    job = _job()
+    with pytest.raises(RegistryError):
+        images._tag(job, client, digest, list(job.tags), lambda *_: None)
+    assert digest in store.by_digest
+    assert not [m for m, _p, _h in server.requests if m == "DELETE"]
 
 
 def test_tagging_the_same_content_twice_writes_nothing(serve: Callable[[Script], _Server]) -> None:
