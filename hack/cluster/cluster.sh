@@ -22,7 +22,7 @@ API_PORT=${CLUSTER_API_PORT:-6443}
 INGRESS_PORT=${CLUSTER_INGRESS_PORT:-18080}
 NODE_IP=${CLUSTER_NODE_IP:-10.254.254.1}
 NODE_NAME=${CLUSTER_NODE_NAME:-schedule-ci}
-NODE_DEV=sci0     # dummy interface holding the node IP: stable whatever the host's network is
+NODE_DEV=sci0     # an empty bridge holding the node IP: stable whatever the host's network is
 BRIDGE=cni0
 CLUSTER_CIDR=10.244.0.0/16
 POD_CIDR=10.244.0.0/24
@@ -40,6 +40,14 @@ PKI=$STATE/pki
 KUBECONFIG_ADMIN=$STATE/kubeconfig
 # kubelet tunes these kernel settings; down puts the machine's values back
 SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory)
+
+# Lowering an oom_score_adj needs CAP_SYS_RESOURCE; where the machine withholds it, keep every
+# score at or above ours instead of failing to start containers.
+if (( (0x$(awk '/^CapEff/{print $2}' /proc/self/status) >> 24) & 1 )); then
+  RESTRICT_OOM=false OOM_SCORE_ADJ=-999
+else
+  RESTRICT_OOM=true OOM_SCORE_ADJ=$(cat /proc/self/oom_score_adj)
+fi
 
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: error: $*" >&2; exit 1; }
@@ -151,7 +159,7 @@ host_network() {
   [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
   sysctl -qw net.bridge.bridge-nf-call-iptables=1
   if ! ip link show "$NODE_DEV" >/dev/null 2>&1; then
-    ip link add "$NODE_DEV" type dummy
+    ip link add "$NODE_DEV" type bridge  # no dummy driver in every kernel; a bridge always is
     ip addr add "$NODE_IP/32" dev "$NODE_DEV"
   fi
   ip link set "$NODE_DEV" up
@@ -251,6 +259,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   sandbox_image = "$PAUSE_IMAGE"
   stream_server_address = "127.0.0.1"
   netns_mounts_under_state_dir = true
+  # without CAP_SYS_RESOURCE (dropped on some machines) no process may lower its oom_score_adj:
+  # the sandbox's -998 would fail runc ("can't get final child's PID from pipe")
+  restrict_oom_score_adj = $RESTRICT_OOM
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -296,6 +307,7 @@ resolvConf: /etc/resolv.conf
 rotateCertificates: false
 tlsCertFile: $PKI/kubelet.crt
 tlsPrivateKeyFile: $PKI/kubelet.key
+oomScoreAdj: $OOM_SCORE_ADJ
 evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
 imageGCHighThresholdPercent: 98
 imageGCLowThresholdPercent: 95
@@ -322,6 +334,7 @@ bindAddress: 0.0.0.0
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 iptables: {localhostNodePorts: false}
+oomScoreAdj: $OOM_SCORE_ADJ
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
   start kube-proxy "$KBIN/kube-proxy" --config "$STATE/kube-proxy.yaml"

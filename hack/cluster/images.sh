@@ -18,11 +18,11 @@ ctx_hash() { cat "$@" | sha256sum | cut -c1-10; }
 in_registry() { # ref -> success when the registry serves its manifest
   local ref=$1 name tag
   name=${ref#"$registry"/}; tag=${name##*:}; name=${name%:*}
-  curl -fsS -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  curl -fs -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
     "http://$registry/v2/$name/manifests/$tag"
 }
 
-# build_push REF DIR [files to copy into the context...]
+# build_push REF DIR [SOURCE[=NAME] to copy into the context...]
 build_push() {
   local ref=$1 dir=$2; shift 2
   if in_registry "$ref"; then echo "$ref"; return 0; fi
@@ -30,7 +30,10 @@ build_push() {
   local ctx
   ctx=$(mktemp -d)
   cp -a "$dir"/. "$ctx"/
-  for f in "$@"; do cp -a "$f" "$ctx"/; done
+  local f
+  for f in "$@"; do
+    if [[ $f == *=* ]]; then cp -a "${f%%=*}" "$ctx/${f#*=}"; else cp -a "$f" "$ctx"/; fi
+  done
   docker build -q -t "$ref" "$ctx" >/dev/null
   docker push -q "$ref" >/dev/null
   rm -rf "$ctx"
@@ -71,11 +74,18 @@ busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
 busybox_rootfs
 img=$here/images
 k=$cache/bin
-echo "pause=$(build_push "$repo/pause:3.10-$(ctx_hash "$img/pause/"*)" "$img/pause" "$k/pause-1/pause")"
-echo "coredns=$(build_push "$repo/coredns:$COREDNS_VERSION" "$img/coredns" "$k/coredns-$COREDNS_VERSION/coredns")"
-echo "busybox=$(build_push "$repo/busybox:1.35-$(ctx_hash "$img/busybox/Dockerfile")" "$img/busybox" "$cache/busybox-rootfs")"
-echo "localpath=$(build_push "$repo/local-path-provisioner:$LOCAL_PATH_VERSION" "$img/local-path" \
-  "$k/local-path-$LOCAL_PATH_VERSION/local-path-provisioner")"
-base=$(debian_base)
-echo "debian=$base"
-echo "ingress=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/"*)" "$img/ingress")"
+# assign before printing, so that a failed build stops the script (set -e)
+ref=$(build_push "$repo/pause:3.10-$(ctx_hash "$img/pause/"*)" "$img/pause" "$k/pause-1/pause")
+echo "pause=$ref"
+ref=$(build_push "$repo/coredns:$COREDNS_VERSION" "$img/coredns" "$k/coredns-$COREDNS_VERSION/coredns")
+echo "coredns=$ref"
+ref=$(build_push "$repo/busybox:1.35-$(ctx_hash "$img/busybox/Dockerfile")" "$img/busybox" \
+  "$cache/busybox-rootfs=rootfs")
+echo "busybox=$ref"
+ref=$(build_push "$repo/local-path-provisioner:$LOCAL_PATH_VERSION" "$img/local-path" \
+  "$k/local-path-$LOCAL_PATH_VERSION/local-path-provisioner")
+echo "localpath=$ref"
+ref=$(debian_base)
+echo "debian=$ref"
+ref=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/"*)" "$img/ingress")
+echo "ingress=$ref"
