@@ -627,7 +627,7 @@ def _failure(cluster: Cluster, client: Any, plan: Plan, monitor: Any, output: st
     try:
         parts.append(kube.diagnose(client, plan.env.namespace, monitor.problems).text())
     except Exception as exc:  # a diagnosis must not hide the failure it explains
-        parts.append(f"(diagnosis incomplete: {exc})")
+        parts.append(f"(diagnosis incomplete: {kube.first_line(exc)})")
     history: list[dict[str, Any]] = []
     try:
         history = cluster.history()

@@ -111,7 +111,7 @@ class Kube:
             )
         except Exception as exc:  # ConfigException, OSError, YAML errors: all "cannot connect"
             raise EnvironmentNotReady(
-                f"cannot load kubeconfig {acc.source}: {_first_line(exc)}"
+                f"cannot load kubeconfig {acc.source}: {first_line(exc)}"
             ) from None
         self.access = acc
         self.timeout = request_timeout
@@ -134,7 +134,7 @@ class Kube:
             info = self.version_api.get_code(_request_timeout=self.timeout)
         except Exception as exc:
             raise EnvironmentNotReady(
-                f"cluster unreachable through {self.access.source}: {_first_line(exc)}"
+                f"cluster unreachable through {self.access.source}: {first_line(exc)}"
             ) from None
         return str(info.git_version)
 
@@ -204,7 +204,7 @@ def connect(acc: Access) -> Kube:
     return kube
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The useful part of a client error: urllib3 buries the OS error deep in its message."""
     text = str(exc).strip() or type(exc).__name__
     errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
@@ -285,6 +285,21 @@ def event_line(ev: dict[str, Any]) -> str:
     return f"{ev.get('type', '')} {ev.get('reason', '')} {what}: {msg}{times}"
 
 
+def worth_showing(ev: dict[str, Any], shown: dict[str, int]) -> bool:
+    """Show an event when new, then again only each time its count doubles.
+
+    A failing probe repeats its event every few seconds; doubling keeps the log readable
+    while still showing that the problem continues.
+    """
+    uid = str((ev.get("metadata") or {}).get("uid") or event_line(ev))
+    count = int(ev.get("count") or 1)
+    last = shown.get(uid)
+    if last is not None and count < 2 * last:
+        return False
+    shown[uid] = count
+    return True
+
+
 def is_hook(obj: dict[str, Any]) -> bool:
     return HOOK_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
 
@@ -362,7 +377,7 @@ class Monitor:
                 target()
             except Exception as exc:
                 if not self._stop.is_set():
-                    self._emit(f"(progress reporting stopped: {_first_line(exc)})")
+                    self._emit(f"(progress reporting stopped: {first_line(exc)})")
 
         return run
 
@@ -392,6 +407,7 @@ class Monitor:
         core = self.kube.core
         listed = core.list_namespaced_event(self.namespace, _request_timeout=10)
         version = listed.metadata.resource_version
+        shown: dict[str, int] = {}
         while not self._stop.is_set():
             w = watch.Watch()
             for item in w.stream(
@@ -403,7 +419,9 @@ class Monitor:
             ):
                 ev = self.kube.to_dict(item["object"])
                 version = ev.get("metadata", {}).get("resourceVersion", version)
-                if ev.get("type") == "Warning" and item["type"] in ("ADDED", "MODIFIED"):
+                if ev.get("type") != "Warning" or item["type"] not in ("ADDED", "MODIFIED"):
+                    continue
+                if worth_showing(ev, shown):
                     line = event_line(ev)
                     self.warnings.append(line)
                     self._emit(f"  event: {line}")

@@ -454,3 +454,14 @@ def test_cli_unreachable_cluster_exits_3_before_any_change(
         "error: cluster unreachable through $KUBECONFIG_STAGING: [Errno 111] Connection refused"
     ]
     assert not (out / "release.json").exists()
+
+
+def test_repeated_warning_events_are_shown_when_their_count_doubles() -> None:
+    shown: dict[str, int] = {}
+    ev: dict[str, Any] = {"metadata": {"uid": "u1"}, "type": "Warning", "count": 1}
+    seen = []
+    for count in range(1, 10):
+        ev["count"] = count
+        seen.append(kube.worth_showing(ev, shown))
+    assert [c for c, s in zip(range(1, 10), seen, strict=True) if s] == [1, 2, 4, 8]
+    assert kube.worth_showing({"metadata": {"uid": "u2"}, "count": 5}, shown)
