@@ -90,12 +90,27 @@ build_pause() { # a static pause: sleep until a signal; no libc needed
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# timed NAME DIR: run build_NAME; when it compiled, note the seconds in DIR/.build-seconds
+timed() {
+  local name=$1 out=$2 t0=$SECONDS
+  [[ -d $out ]] && return 0
+  "build_$name"
+  echo $((SECONDS - t0)) >"$out/.build-seconds"
+  log "$name built in $((SECONDS - t0)) s"
+}
+
 case ${1:-all} in
-  k8s) build_k8s ;;
-  etcd) build_etcd ;;
-  coredns) build_coredns ;;
-  pause) build_pause ;;
-  localpath) build_localpath ;;
-  all) build_pause; build_etcd; build_coredns; build_localpath; build_k8s ;;
+  k8s) timed k8s "$cache/bin/k8s-$K8S_VERSION" ;;
+  etcd) timed etcd "$cache/bin/etcd-$ETCD_VERSION" ;;
+  coredns) timed coredns "$cache/bin/coredns-$COREDNS_VERSION" ;;
+  pause) timed pause "$cache/bin/pause-1" ;;
+  localpath) timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION" ;;
+  all)
+    timed pause "$cache/bin/pause-1"
+    timed etcd "$cache/bin/etcd-$ETCD_VERSION"
+    timed coredns "$cache/bin/coredns-$COREDNS_VERSION"
+    timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION"
+    timed k8s "$cache/bin/k8s-$K8S_VERSION"
+    ;;
   *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|all]" >&2; exit 2 ;;
 esac

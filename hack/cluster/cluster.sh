@@ -213,6 +213,7 @@ start_apiserver() {
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     --allow-privileged=true --endpoint-reconciler-type lease --profiling=false
   wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
 }

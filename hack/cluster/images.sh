@@ -62,7 +62,9 @@ busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
   command -v busybox >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
   rm -rf "$out" && mkdir -p "$out/bin" "$out/tmp" "$out/etc"
   cp "$(command -v busybox)" "$out/bin/busybox"
-  for applet in $("$out/bin/busybox" --list); do ln -sf busybox "$out/bin/$applet"; done
+  for applet in $("$out/bin/busybox" --list); do
+    [[ $applet == busybox ]] || ln -sf busybox "$out/bin/$applet"
+  done
   echo 'root:x:0:0:root:/root:/bin/sh' >"$out/etc/passwd"
   echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>"$out/etc/passwd"
   chmod 1777 "$out/tmp"
@@ -79,7 +81,8 @@ ref=$(build_push "$repo/pause:3.10-$(ctx_hash "$img/pause/"*)" "$img/pause" "$k/
 echo "pause=$ref"
 ref=$(build_push "$repo/coredns:$COREDNS_VERSION" "$img/coredns" "$k/coredns-$COREDNS_VERSION/coredns")
 echo "coredns=$ref"
-ref=$(build_push "$repo/busybox:1.35-$(ctx_hash "$img/busybox/Dockerfile")" "$img/busybox" \
+tree=$(cd "$cache/busybox-rootfs" && find . -printf '%p %l %s\n' | sort | sha256sum | cut -c1-6)
+ref=$(build_push "$repo/busybox:1.35-$(ctx_hash "$img/busybox/Dockerfile")$tree" "$img/busybox" \
   "$cache/busybox-rootfs=rootfs")
 echo "busybox=$ref"
 ref=$(build_push "$repo/local-path-provisioner:$LOCAL_PATH_VERSION" "$img/local-path" \

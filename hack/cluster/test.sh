@@ -29,10 +29,10 @@ check() { # check NAME COMMAND...: run, time and report one check
   t0=$(now)
   if out=$("$@" 2>&1); then
     passed=$((passed + 1))
-    printf '  PASS %-44s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
+    printf '  PASS %-52s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
   else
     failed=$((failed + 1))
-    printf '  FAIL %-44s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
+    printf '  FAIL %-52s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
     printf '%s\n' "$out" | tail -n 15 | sed 's/^/       /'
   fi
 }
@@ -71,7 +71,11 @@ deployment_running() {
 client() { k -n "$NS" exec client -- "$@"; }
 client_ready() { k -n "$NS" wait --for=condition=Ready pod/client --timeout 120s; }
 dns_answers() { client nslookup kubernetes.default.svc.cluster.local | grep -q 'Address.*10\.96\.0\.1'; }
-service_by_dns() { client wget -qO- -T 5 "http://web.$NS.svc.cluster.local/" | grep -q "$TOKEN"; }
+# HTTP by hand over nc: Debian's static busybox wget crashes (SIGSEGV) on this glibc/kernel
+service_by_dns() {
+  client sh -c "printf 'GET / HTTP/1.0\r\nHost: web\r\n\r\n' | nc -w 5 web.$NS.svc.cluster.local 80" |
+    grep -q "$TOKEN"
+}
 
 pvc_bound() {
   retry 120 bash -c "[[ \$('$KUBECTL' --kubeconfig '$KUBECONFIG' -n $NS get pvc data-store-0 -o jsonpath='{.status.phase}' 2>/dev/null) == Bound ]]" &&
@@ -83,6 +87,8 @@ ingress_answers() { curl -fsS -m 5 -H 'Host: web.cluster-test.local' "$INGRESS_U
 
 echo "cluster checks (node $NODE, ingress $INGRESS_URL):"
 t_all=$(now)
+# a previous run's namespace may still be terminating: wait for it to go
+k delete namespace "$NS" --ignore-not-found --timeout 120s >/dev/null
 check "node Ready" retry 60 node_ready
 check "image pushed to the local registry" push_image
 check "workloads applied" apply_workloads
