@@ -315,7 +315,7 @@ def images_group() -> None:
 @pass_ctx
 @handle_errors
 def images_build(
-    ctx: Context, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
+    ctx: Context, *, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
 ) -> None:
     """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
     import threading
