@@ -133,10 +133,10 @@ def project_fixture(tmp_path: Path, local_registry: str, debian_base: str) -> It
     )
     proj.commit("initial")
     yield proj
-    _clean_namespace(local_registry, namespace)
+    clean_namespace(local_registry, namespace)
 
 
-def _clean_namespace(host: str, namespace: str) -> None:
+def clean_namespace(host: str, namespace: str) -> None:
     """Delete every manifest pushed under ``namespace`` and the daemon's tags for it."""
     client = registry.Client(host, retries=1)
     for name in ("api", "web", "backend", "frontend", "dbtools"):

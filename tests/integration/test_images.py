@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from ci import config, images, registry, tools
+from ci import config, images, tools
 from ci.errors import BuildError
 from tests.integration.fixtures_images import (
     REGISTRY,
     ROOT,
     Project,
+    clean_namespace,
     debian_base_fixture,  # noqa: F401 - a fixture, used by name
     image_config,
     project_fixture,  # noqa: F401 - a fixture, used by name
@@ -299,13 +300,7 @@ def test_reference_app_images_build_and_push(
             assert cfg["User"].split(":")[0] not in ("", "0", "root")
             assert cfg["Labels"]["org.opencontainers.image.revision"] == data["git"]["sha"]
     finally:
-        client = registry.Client(REGISTRY, retries=1)
-        for name in ("backend", "frontend"):
-            for digest in {
-                client.digest(f"{namespace}/{name}", t) for t in client.tags(f"{namespace}/{name}")
-            } - {None}:
-                assert digest is not None
-                client.delete(f"{namespace}/{name}", digest)
+        clean_namespace(REGISTRY, namespace)
 
 
 def test_a_base_rebuilt_under_the_same_tag_rebuilds_the_images(
