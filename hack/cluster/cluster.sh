@@ -93,6 +93,23 @@ stop() { # stop NAME: SIGTERM, then SIGKILL after 10 s
   rm -f "$f"
 }
 
+# ---------------------------------------------------------------- prerequisites
+
+prereqs() { # Debian packages the node runs on; installed only when a command is missing
+  local -A pkg=([containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
+    [iptables]=iptables [conntrack]=conntrack [openssl]=openssl [curl]=curl [gcc]=gcc
+    [debootstrap]=debootstrap [busybox]=busybox-static)
+  local missing=() c
+  for c in "${!pkg[@]}"; do
+    if [[ $c == /* ]]; then [[ -x $c ]] || missing+=("${pkg[$c]}"); else
+      command -v "$c" >/dev/null || missing+=("${pkg[$c]}"); fi
+  done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" libc6-dev >/dev/null
+}
+
 # ---------------------------------------------------------------- certificates
 
 ext_file() { # ext_file SANS: X.509 extensions for a leaf certificate
@@ -418,6 +435,7 @@ up() {
   local t0 t
   t0=$(now)
   mkdir -p "$STATE/pids" "$STATE/logs" "$DATA"
+  prereqs
   "$root/hack/dockerd.sh" >/dev/null
   "$root/hack/registry.sh" up >/dev/null
   local kind=warm tb ti ts
