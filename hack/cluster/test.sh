@@ -15,6 +15,7 @@ KUBECONFIG=$(field kubeconfig)
 REGISTRY=$(field registry)
 INGRESS_URL=$(field ingress_url)
 NODE=$(field node_name)
+# shellcheck source=/dev/null  # written by cluster.sh at start-up
 . "$STATE/images.env"
 NS=cluster-test
 TOKEN=token-$(date +%s)-$$

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Pinned versions of everything the built-in cluster builds from source. Sourced by the other scripts.
 # kubelet 1.34 is the newest that still runs on cgroup v1 without an opt-out (1.35 wants failCgroupV1: false).
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
