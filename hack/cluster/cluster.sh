@@ -81,16 +81,21 @@ running() { # running NAME: the process from start NAME is alive
   [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
-stop() { # stop NAME: SIGTERM, then SIGKILL after 10 s
-  local f=$STATE/pids/$1.pid pid
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 10 s
+  local name pid pids=()
+  for name in "$@"; do
+    [[ -f $STATE/pids/$name.pid ]] || continue
+    pid=$(cat "$STATE/pids/$name.pid")
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    rm -f "$STATE/pids/$name.pid"
+  done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || return 0
+    sleep 0.25
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 # ---------------------------------------------------------------- prerequisites
@@ -534,8 +539,12 @@ restore_sysctls() {
 }
 
 down() {
-  local p
-  for p in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$p"; done
+  local t0
+  t0=$(now)
+  stop kubelet kube-proxy
+  stop kube-scheduler kube-controller-manager
+  stop kube-apiserver
+  stop etcd
   kill_pods
   stop containerd
   kill_shims
@@ -545,7 +554,7 @@ down() {
   ip link del "$NODE_DEV" 2>/dev/null || true
   restore_sysctls
   rm -rf "$DATA" "$STATE"
-  log "down"
+  log "down in $(since "$t0") s"
 }
 
 case ${1:-} in
