@@ -275,6 +275,12 @@ def job_line(obj: dict[str, Any]) -> tuple[str, bool]:
     return f"{label}: pending", False
 
 
+def pvc_line(obj: dict[str, Any]) -> tuple[str, bool]:
+    """``("pvc/x Pending", False)``: Helm's ``--wait`` waits for every claim to be Bound."""
+    phase = (obj.get("status") or {}).get("phase") or "Pending"
+    return f"pvc/{obj['metadata']['name']} {phase}", phase == "Bound"
+
+
 def event_line(ev: dict[str, Any]) -> str:
     """``Warning BackOff pod/x: message`` for an event."""
     obj = ev.get("involvedObject") or ev.get("regarding") or {}
@@ -307,16 +313,22 @@ def is_hook(obj: dict[str, Any]) -> bool:
 # ----------------------------------------------------------------------------- snapshot
 
 
-def progress_lines(kube: Kube, namespace: str) -> list[str]:
-    """One line per workload and Job in the namespace, as it stands now."""
-    lines = []
+def status_lines(kube: Kube, namespace: str) -> list[tuple[str, bool]]:
+    """``(line, done)`` per workload, Job and claim in the namespace, as it stands now."""
+    out = []
     for d in kube.items(kube.apps.list_namespaced_deployment(namespace, _request_timeout=10)):
-        lines.append(workload_line("Deployment", d)[0])
+        out.append(workload_line("Deployment", d))
     for s in kube.items(kube.apps.list_namespaced_stateful_set(namespace, _request_timeout=10)):
-        lines.append(workload_line("StatefulSet", s)[0])
+        out.append(workload_line("StatefulSet", s))
     for j in kube.items(kube.batch.list_namespaced_job(namespace, _request_timeout=10)):
-        lines.append(job_line(j)[0])
-    return lines
+        out.append(job_line(j))
+    claims = kube.core.list_namespaced_persistent_volume_claim(namespace, _request_timeout=10)
+    out += [pvc_line(c) for c in kube.items(claims)]
+    return out
+
+
+def progress_lines(kube: Kube, namespace: str) -> list[str]:
+    return [line for line, _done in status_lines(kube, namespace)]
 
 
 def pods_with_problems(kube: Kube, namespace: str) -> list[tuple[dict[str, Any], str]]:
@@ -438,9 +450,12 @@ class Diagnosis:
     pods: list[PodReport]
     events: list[str]
     hook_logs: dict[str, str]
+    not_ready: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         out: list[str] = []
+        if self.not_ready:
+            out.append("not ready: " + ", ".join(self.not_ready))
         for p in self.pods:
             out.append(f"pod/{p.name}: {p.problem}")
             out += [f"    {ln}" for ln in p.logs.splitlines()]
@@ -480,4 +495,7 @@ def diagnose(kube: Kube, namespace: str, seen: Mapping[str, PodReport] | None = 
             )
         )
         hook_logs[name] = "\n".join(kube.pod_logs(namespace, p, lines=30) for p in pods[-1:])
-    return Diagnosis(list(reports.values()), [event_line(e) for e in events[-20:]], hook_logs)
+    not_ready = [line for line, done in status_lines(kube, namespace) if not done]
+    return Diagnosis(
+        list(reports.values()), [event_line(e) for e in events[-20:]], hook_logs, not_ready
+    )

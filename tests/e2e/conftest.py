@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -76,8 +77,12 @@ E2E_VALUES: dict[str, Any] = {
             "limits": {"cpu": "100m", "memory": "384Mi"},
         },
     },
-    "backup": {"persistence": {"size": "1Gi"}},
+    # A chart-made backup PVC stays Pending until a backup Job mounts it (WaitForFirstConsumer),
+    # and `helm --wait` waits for PVCs to be Bound: the backup test enables backups with a
+    # claim it creates itself.
+    "backup": {"enabled": False, "persistence": {"size": "1Gi"}},
 }
+BACKUP_CLAIM = "backups-e2e"
 
 
 @dataclass
@@ -187,10 +192,13 @@ def _base_arg(value: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def e2e() -> Iterator[E2E]:
     """Cluster, base images, reference images pushed, and a clean namespace."""
     info = _wait_for_cluster()
-    work = tmp_path_factory.mktemp("e2e")
+    # Inside the repository (git-ignored): image tags take the commit from the config's folder.
+    work = ROOT / ".ci-out" / "e2e"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     values = work / "values-e2e.yaml"
     values.write_text(yaml.safe_dump(E2E_VALUES), encoding="utf-8")
     config = work / "ci-e2e.yaml"

@@ -289,6 +289,23 @@ def test_broken_backend_upgrade_is_rolled_back(e2e: E2E, images_json: Path) -> N
 
 
 def test_backup_job_writes_a_dump_that_restores(e2e: E2E, images_json: Path) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "backups-e2e", "namespace": NAMESPACE},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kubectl_apply(e2e, claim)
+    res = e2e.ci(
+        "deploy",
+        "--env",
+        "e2e",
+        "--set",
+        "backup.enabled=true",
+        "--set",
+        "backup.persistence.existingClaim=backups-e2e",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     job = "backup-e2e"
     e2e.kubectl("delete", "job", job, "-n", NAMESPACE, "--ignore-not-found")
     e2e.kubectl("create", "job", job, f"--from=cronjob/{RELEASE}-backup", "-n", NAMESPACE)
@@ -307,11 +324,7 @@ def test_backup_job_writes_a_dump_that_restores(e2e: E2E, images_json: Path) -> 
     )
     restore = restore_job(dbtools["ref"], dump)
     e2e.kubectl("delete", "job", "restore-e2e", "-n", NAMESPACE, "--ignore-not-found")
-    proc.run(
-        (e2e.info.kubectl, "--kubeconfig", str(e2e.info.kubeconfig), "apply", "-f", "-"),
-        input=json.dumps(restore),
-        timeout=60,
-    )
+    kubectl_apply(e2e, restore)
     e2e.kubectl(
         "wait", "job/restore-e2e", "-n", NAMESPACE, "--for=condition=complete", "--timeout=300s",
         timeout=320,
@@ -320,6 +333,11 @@ def test_backup_job_writes_a_dump_that_restores(e2e: E2E, images_json: Path) -> 
     original = psql(e2e, query)
     assert original
     assert psql(e2e, query, db="restored") == original
+
+
+def kubectl_apply(e2e: E2E, obj: dict[str, Any]) -> None:
+    argv = (e2e.info.kubectl, "--kubeconfig", str(e2e.info.kubeconfig), "apply", "-f", "-")
+    proc.run(argv, input=json.dumps(obj), timeout=60)
 
 
 def restore_job(image: str, dump: str) -> dict[str, Any]:
@@ -369,7 +387,7 @@ def restore_job(image: str, dump: str) -> dict[str, Any]:
                     "volumes": [
                         {
                             "name": "backups",
-                            "persistentVolumeClaim": {"claimName": f"{RELEASE}-backup"},
+                            "persistentVolumeClaim": {"claimName": "backups-e2e"},
                         },
                         {"name": "tmp", "emptyDir": {}},
                     ],

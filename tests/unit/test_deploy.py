@@ -465,3 +465,10 @@ def test_repeated_warning_events_are_shown_when_their_count_doubles() -> None:
         seen.append(kube.worth_showing(ev, shown))
     assert [c for c, s in zip(range(1, 10), seen, strict=True) if s] == [1, 2, 4, 8]
     assert kube.worth_showing({"metadata": {"uid": "u2"}, "count": 5}, shown)
+
+
+def test_pvc_line() -> None:
+    claim: dict[str, Any] = {"metadata": {"name": "backup"}, "status": {"phase": "Pending"}}
+    assert kube.pvc_line(claim) == ("pvc/backup Pending", False)
+    claim["status"]["phase"] = "Bound"
+    assert kube.pvc_line(claim) == ("pvc/backup Bound", True)
