@@ -81,9 +81,20 @@ def upstream(ns: str, backend: dict[str, Any], services: dict[tuple[str, str], A
     return None if port is None else f"{svc['spec']['clusterIP']}:{port}"
 
 
-def location(path: str, kind: str, target: str | None) -> str:
-    """One NGINX location; Exact is ``=``, Prefix and ImplementationSpecific are prefixes."""
-    match = f"= {path}" if kind == "Exact" else path
+def location(path: str, kind: str, target: str | None) -> dict[str, str]:
+    """NGINX locations for one path: Exact is ``=``; Prefix matches whole path elements
+    (``/api`` serves ``/api`` and ``/api/...`` but not ``/apix``); ImplementationSpecific is a
+    plain NGINX prefix. Keyed by the NGINX match, so that the first rule for a match wins."""
+    if kind == "Exact":
+        matches = [f"= {path}"]
+    elif kind == "Prefix" and not path.endswith("/"):
+        matches = [f"= {path}", f"{path}/"]
+    else:
+        matches = [path]
+    return {m: _block(m, target) for m in matches}
+
+
+def _block(match: str, target: str | None) -> str:
     if target is None:
         return f"    location {match} {{ return 503; }}\n"
     return (
@@ -98,21 +109,26 @@ def location(path: str, kind: str, target: str | None) -> str:
 
 
 def collect(ingresses: list[dict[str, Any]], services: dict[tuple[str, str], Any]) -> dict[str, dict[str, str]]:
-    """host -> {location key -> location block}; the first Ingress (by age) wins a clash."""
+    """host -> {NGINX match -> location block}; the oldest Ingress wins a clash."""
     hosts: dict[str, dict[str, str]] = {}
     for ing in sorted(ingresses, key=lambda i: i["metadata"]["creationTimestamp"]):
         ns = ing["metadata"]["namespace"]
         default = ing["spec"].get("defaultBackend")
         if default:
-            hosts.setdefault("", {}).setdefault("/", location("/", "Prefix", upstream(ns, default, services)))
+            blocks = location("/", "ImplementationSpecific", upstream(ns, default, services))
+            _merge(hosts.setdefault("", {}), blocks)
         for rule in ing["spec"].get("rules", []):
             host = rule.get("host", "")
             for p in rule.get("http", {}).get("paths", []):
-                path, kind = p.get("path", "/"), p.get("pathType", "Prefix")
-                key = f"{kind}:{path}"
-                block = location(path, kind, upstream(ns, p["backend"], services))
-                hosts.setdefault(host, {}).setdefault(key, block)
+                target = upstream(ns, p["backend"], services)
+                blocks = location(p.get("path", "/"), p.get("pathType", "Prefix"), target)
+                _merge(hosts.setdefault(host, {}), blocks)
     return hosts
+
+
+def _merge(into: dict[str, str], blocks: dict[str, str]) -> None:
+    for match, block in blocks.items():
+        into.setdefault(match, block)
 
 
 def render(hosts: dict[str, dict[str, str]], listen: str) -> str:
@@ -120,7 +136,7 @@ def render(hosts: dict[str, dict[str, str]], listen: str) -> str:
     servers = [
         f"  server {{\n    listen {listen} default_server;\n    server_name _;\n"
         + "".join(hosts.get("", {}).values())
-        + ("    location / { return 404; }\n" if "Prefix:/" not in hosts.get("", {}) else "")
+        + ("    location / { return 404; }\n" if "/" not in hosts.get("", {}) else "")
         + "  }\n"
     ]
     for host in sorted(h for h in hosts if h):
