@@ -538,23 +538,31 @@ restore_sysctls() {
   while read -r kv; do sysctl -qw "$kv" 2>/dev/null || true; done <"$STATE/sysctl.saved"
 }
 
+timed_step() { # timed_step LABEL COMMAND...: run it and add "LABEL Ns" to $steps
+  local label=$1 t
+  shift
+  t=$(now)
+  "$@"
+  steps+=" $label $(since "$t")s"
+}
+
 down() {
-  local t0
+  local t0 steps=""
   t0=$(now)
-  stop kubelet kube-proxy
-  stop kube-scheduler kube-controller-manager
-  stop kube-apiserver
-  stop etcd
-  kill_pods
-  stop containerd
-  kill_shims
-  unmount_all
-  iptables_cleanup
+  timed_step kubelet stop kubelet kube-proxy
+  timed_step control-plane stop kube-scheduler kube-controller-manager kube-apiserver
+  timed_step etcd stop etcd
+  timed_step pods kill_pods
+  timed_step containerd stop containerd
+  timed_step shims kill_shims
+  timed_step mounts unmount_all
+  timed_step iptables iptables_cleanup
   ip link del "$BRIDGE" 2>/dev/null || true
   ip link del "$NODE_DEV" 2>/dev/null || true
   restore_sysctls
   rm -rf "$DATA" "$STATE"
-  log "down in $(since "$t0") s"
+  rmdir "$(dirname "$DATA")" 2>/dev/null || true
+  log "down in $(since "$t0") s ($steps )"
 }
 
 case ${1:-} in
