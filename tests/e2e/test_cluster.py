@@ -1,6 +1,7 @@
 """The local cluster as the pipeline sees it: ``ci cluster status`` and the end-to-end checks.
 
-Needs a running cluster (``make cluster-up``); ``make test-e2e`` starts one.
+The tests marked ``e2e`` need a running cluster (``make cluster-up``; ``make test-e2e`` starts
+one). The provider selection and state parsing tests at the end run everywhere.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from click.testing import CliRunner
 
 from ci import cluster, proc
 from ci.cli import main
+from ci.cluster import builtin, existing, kind
 from ci.cluster.base import ClusterInfo
-from ci.errors import CiError
+from ci.errors import CiError, ClusterError, ConfigError, EnvironmentNotReady
 
-pytestmark = pytest.mark.e2e
+e2e = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,12 +38,14 @@ def kubectl_json(info: ClusterInfo, *args: str) -> dict[str, object]:
     return result
 
 
+@e2e
 def test_status_names_a_reachable_kubeconfig(info: ClusterInfo) -> None:
     assert info.kubeconfig.is_file()
     version = kubectl_json(info, "version")
     assert "serverVersion" in version
 
 
+@e2e
 def test_node_is_ready(info: ClusterInfo) -> None:
     nodes = kubectl_json(info, "get", "nodes")["items"]
     assert isinstance(nodes, list)
@@ -50,6 +54,7 @@ def test_node_is_ready(info: ClusterInfo) -> None:
     assert conditions["Ready"] == "True"
 
 
+@e2e
 def test_default_storage_class_and_ingress_class(info: ClusterInfo) -> None:
     if info.provider != "builtin":
         pytest.skip("add-ons are the built-in cluster's")
@@ -66,12 +71,14 @@ def test_default_storage_class_and_ingress_class(info: ClusterInfo) -> None:
     assert ingress["spec"] == {"controller": "k8s.io/ingress-nginx"}
 
 
+@e2e
 def test_cli_status_prints_the_kubeconfig(info: ClusterInfo) -> None:
     result = CliRunner().invoke(main, ["cluster", "status"])
     assert result.exit_code == 0, result.output
     assert str(info.kubeconfig) in result.output
 
 
+@e2e
 def test_end_to_end_checks_pass(info: ClusterInfo) -> None:
     """DNS, a registry image on two replicas, Service by DNS name, PVC, Ingress (test.sh)."""
     if info.provider != "builtin":
@@ -80,3 +87,80 @@ def test_end_to_end_checks_pass(info: ClusterInfo) -> None:
     result = proc.run(("bash", str(script)), timeout=900, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
+
+
+# ------------------------------------------------------------ provider selection (no cluster)
+
+STATE = {
+    "provider": "builtin",
+    "kubernetes_version": "v1.34.4",
+    "kubeconfig": "/run/x/kubeconfig",
+    "kubectl": "/cache/kubectl",
+    "ingress_url": "http://127.0.0.1:18080",
+    "startup_seconds": 20.5,
+}
+
+
+@pytest.fixture
+def no_cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cluster.KUBECONFIG_ENV, raising=False)
+    monkeypatch.delenv(cluster.PROVIDER_ENV, raising=False)
+
+
+@pytest.mark.usefixtures("no_cluster_env")
+def test_auto_prefers_a_given_kubeconfig(tmp_path: Path) -> None:
+    provider = cluster.get_provider("auto", tmp_path / "config")
+    assert isinstance(provider, existing.ExistingCluster)
+
+
+@pytest.mark.usefixtures("no_cluster_env")
+def test_auto_falls_back_to_builtin_without_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kind, "usable", lambda: False)
+    assert isinstance(cluster.get_provider(), builtin.BuiltinCluster)
+
+
+@pytest.mark.usefixtures("no_cluster_env")
+def test_auto_uses_kind_where_it_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kind, "usable", lambda: True)
+    assert isinstance(cluster.get_provider(), kind.KindCluster)
+
+
+@pytest.mark.usefixtures("no_cluster_env")
+def test_existing_needs_a_kubeconfig() -> None:
+    with pytest.raises(ConfigError, match="needs --kubeconfig"):
+        cluster.get_provider("existing")
+
+
+@pytest.mark.usefixtures("no_cluster_env")
+def test_unknown_provider_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown cluster provider 'k3d'"):
+        cluster.get_provider("k3d")
+
+
+def test_kind_is_unusable_without_its_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert kind.usable() is False
+
+
+def test_state_file_becomes_cluster_info() -> None:
+    info = builtin.parse_state(STATE)
+    assert info.kubeconfig == Path("/run/x/kubeconfig")
+    assert info.kubectl == "/cache/kubectl"
+    assert ("startup", "20.5 s") in info.fields()
+    assert ("ingress url", "http://127.0.0.1:18080") in info.fields()
+
+
+def test_state_file_without_kubeconfig_is_a_cluster_error() -> None:
+    with pytest.raises(ClusterError, match="missing 'kubeconfig'"):
+        builtin.parse_state({"provider": "builtin"})
+
+
+def test_builtin_status_without_state_is_not_ready(tmp_path: Path) -> None:
+    provider = builtin.BuiltinCluster(state=tmp_path)
+    with pytest.raises(EnvironmentNotReady, match="not running"):
+        provider.status()
+
+
+def test_existing_down_leaves_the_cluster_alone(tmp_path: Path) -> None:
+    message = existing.ExistingCluster(tmp_path / "config").down()
+    assert message.startswith("left the existing cluster running")
