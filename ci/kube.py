@@ -355,9 +355,9 @@ class PodReport:
 class Monitor:
     """Watches a namespace while Helm runs: readiness changes, hook Jobs, Warning events.
 
-    Two daemon threads: one polls workloads and pods (reporting only what changed), one
-    watches events. Pods seen failing have their last log lines kept at once, because a
-    rollback deletes them before a diagnosis could read them.
+    Three daemon threads: one polls workloads, claims and pods (reporting only what
+    changed), two watch Jobs and events. Pods seen failing have their last log lines kept at
+    once, because a rollback deletes them before a diagnosis could read them.
     """
 
     kube: Kube
@@ -371,7 +371,7 @@ class Monitor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
-        for target in (self._poll, self._watch_events):
+        for target in (self._poll, self._watch_events, self._watch_jobs):
             t = threading.Thread(target=self._guard(target), daemon=True)
             t.start()
             self._threads.append(t)
@@ -398,11 +398,12 @@ class Monitor:
             self.sink(line)
 
     def _poll(self) -> None:
+        """Workloads and claims every ``interval``; failing pods with their logs."""
         shown: dict[str, str] = {}
         while not self._stop.is_set():
             for line in progress_lines(self.kube, self.namespace):
                 key = line.split(" ", 1)[0].split(":", 1)[0]
-                if shown.get(key) != line:
+                if not key.startswith("job/") and shown.get(key) != line:
                     shown[key] = line
                     self._emit(f"  {line}")
             for pod, problem in pods_with_problems(self.kube, self.namespace):
@@ -415,28 +416,51 @@ class Monitor:
             self._stop.wait(self.interval)
 
     def _watch_events(self) -> None:
-        (watch,) = _modules("watch")
-        core = self.kube.core
-        listed = core.list_namespaced_event(self.namespace, _request_timeout=10)
-        version = listed.metadata.resource_version
+        """Warning events as they happen (repeats only when their count doubles)."""
         shown: dict[str, int] = {}
+
+        def handle(kind: str, ev: dict[str, Any]) -> None:
+            if ev.get("type") != "Warning" or kind not in ("ADDED", "MODIFIED"):
+                return
+            if worth_showing(ev, shown):
+                line = event_line(ev)
+                self.warnings.append(line)
+                self._emit(f"  event: {line}")
+
+        self._watch(self.kube.core.list_namespaced_event, handle)
+
+    def _watch_jobs(self) -> None:
+        """Job status changes, watched rather than polled: Helm deletes a hook Job the moment
+        it succeeds, so polling would often miss the success."""
+        shown: dict[str, str] = {}
+
+        def handle(kind: str, job: dict[str, Any]) -> None:
+            line = job_line(job)[0]
+            name = job["metadata"]["name"]
+            if kind == "DELETED":
+                line = f"{line} (deleted)" if shown.get(name) != line else ""
+            if line and shown.get(name) != line:
+                shown[name] = line
+                self._emit(f"  {line}")
+
+        self._watch(self.kube.batch.list_namespaced_job, handle)
+
+    def _watch(self, list_fn: Any, handle: Callable[[str, dict[str, Any]], None]) -> None:
+        """Stream changes after the current state until stopped (short watches, resumed)."""
+        (watch,) = _modules("watch")
+        version = list_fn(self.namespace, _request_timeout=10).metadata.resource_version
         while not self._stop.is_set():
             w = watch.Watch()
             for item in w.stream(
-                core.list_namespaced_event,
+                list_fn,
                 self.namespace,
                 resource_version=version,
                 timeout_seconds=5,
                 _request_timeout=15,
             ):
-                ev = self.kube.to_dict(item["object"])
-                version = ev.get("metadata", {}).get("resourceVersion", version)
-                if ev.get("type") != "Warning" or item["type"] not in ("ADDED", "MODIFIED"):
-                    continue
-                if worth_showing(ev, shown):
-                    line = event_line(ev)
-                    self.warnings.append(line)
-                    self._emit(f"  event: {line}")
+                obj = self.kube.to_dict(item["object"])
+                version = obj.get("metadata", {}).get("resourceVersion", version)
+                handle(item["type"], obj)
                 if self._stop.is_set():
                     w.stop()
                     break
