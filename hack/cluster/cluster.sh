@@ -81,7 +81,7 @@ running() { # running NAME: the process from start NAME is alive
   [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
-stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 10 s
+stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 5 s (state is discarded)
   local name pid pids=()
   for name in "$@"; do
     [[ -f $STATE/pids/$name.pid ]] || continue
@@ -89,7 +89,7 @@ stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 10
     kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
     rm -f "$STATE/pids/$name.pid"
   done
-  for _ in $(seq 1 40); do
+  for _ in $(seq 1 20); do
     local alive=0
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     ((alive)) || return 0
