@@ -433,6 +433,18 @@ images() { # build (once) and push the cluster images; sets *_IMAGE
 
 # ---------------------------------------------------------------- commands
 
+report_failure() { # on a failed up: which component died, with the end of its log
+  local f name
+  log "start failed; component logs are in $STATE/logs (cluster-down cleans up)"
+  for f in "$STATE"/pids/*.pid; do
+    [[ -f $f ]] || continue
+    name=$(basename "$f" .pid)
+    running "$name" && continue
+    log "$name exited; the end of its log:"
+    tail -n 15 "$STATE/logs/$name.log" >&2
+  done
+}
+
 up() {
   [[ $(id -u) == 0 ]] || die "must run as root (it starts kubelet and containerd)"
   if healthy; then log "already running"; echo "$KUBECONFIG_ADMIN"; return 0; fi
@@ -440,6 +452,8 @@ up() {
   local t0 t
   t0=$(now)
   mkdir -p "$STATE/pids" "$STATE/logs" "$DATA"
+  set -E  # let the ERR trap see failures inside functions
+  trap report_failure ERR
   prereqs
   "$root/hack/dockerd.sh" >/dev/null
   "$root/hack/registry.sh" up >/dev/null
