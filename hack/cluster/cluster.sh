@@ -9,7 +9,8 @@
 # status: exit 0 when the API answers and the node is Ready; prints cluster.json.
 # Settings (environment): CLUSTER_STATE (/run/schedule-ci/cluster), CLUSTER_DATA
 # (/var/lib/schedule-ci/cluster), CLUSTER_CACHE (~/.cache/schedule-ci/cluster),
-# CLUSTER_API_PORT (6443), CLUSTER_INGRESS_PORT (18080), CLUSTER_NODE_IP (10.254.254.1).
+# CLUSTER_API_PORT (6443), CLUSTER_INGRESS_PORT (18080), CLUSTER_INGRESS_TLS_PORT (18443),
+# CLUSTER_NODE_IP (10.254.254.1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -20,6 +21,7 @@ DATA=${CLUSTER_DATA:-/var/lib/schedule-ci/cluster}
 CACHE=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
 API_PORT=${CLUSTER_API_PORT:-6443}
 INGRESS_PORT=${CLUSTER_INGRESS_PORT:-18080}
+INGRESS_TLS_PORT=${CLUSTER_INGRESS_TLS_PORT:-18443}
 NODE_IP=${CLUSTER_NODE_IP:-10.254.254.1}
 NODE_NAME=${CLUSTER_NODE_NAME:-schedule-ci}
 NODE_DEV=sci0     # an empty bridge holding the node IP: stable whatever the host's network is
@@ -369,7 +371,8 @@ render() { # render MANIFEST: fill the @PLACEHOLDERS@
   sed -e "s#@DNS_IP@#$DNS_IP#g" -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" \
     -e "s#@LOCALPATH_IMAGE@#$LOCALPATH_IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" \
     -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@INGRESS_IMAGE@#$INGRESS_IMAGE#g" \
-    -e "s#@INGRESS_LISTEN@#127.0.0.1:$INGRESS_PORT#g" "$here/manifests/$1"
+    -e "s#@INGRESS_LISTEN@#127.0.0.1:$INGRESS_PORT#g" \
+    -e "s#@INGRESS_TLS_LISTEN@#127.0.0.1:$INGRESS_TLS_PORT#g" "$here/manifests/$1"
 }
 
 addons() {
@@ -407,6 +410,7 @@ write_state() { # cluster.json: what the toolkit (ci.cluster) and tests read
   "registry": "$REGISTRY",
   "ingress_class": "nginx",
   "ingress_url": "http://127.0.0.1:$INGRESS_PORT",
+  "ingress_tls_url": "https://127.0.0.1:$INGRESS_TLS_PORT",
   "storage_class": "local-path",
   "containerd_socket": "$SOCK",
   "started_at": "$(date -u +%FT%TZ)",

@@ -2,7 +2,7 @@
 # Check the running built-in cluster end to end and print how long each check took:
 # node Ready, CoreDNS answering, a two-replica Deployment running an image just pushed to the
 # local registry, its Service reached from another pod by DNS name, a StatefulSet PVC bound on
-# the default StorageClass, and an Ingress of class nginx answering on the local port.
+# the default StorageClass, and an Ingress of class nginx answering on the local ports (HTTP, TLS).
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +14,7 @@ KUBECTL=$(field kubectl)
 KUBECONFIG=$(field kubeconfig)
 REGISTRY=$(field registry)
 INGRESS_URL=$(field ingress_url)
+TLS_URL=$(field ingress_tls_url)
 NODE=$(field node_name)
 # shellcheck source=/dev/null  # written by cluster.sh at start-up
 . "$STATE/images.env"
@@ -86,6 +87,26 @@ pvc_bound() {
 
 ingress_answers() { curl -fsS -m 5 -H 'Host: web.cluster-test.local' "$INGRESS_URL/" | grep -q "$TOKEN"; }
 
+tls_secret() { # a self-signed certificate for the test host, as a kubernetes.io/tls Secret
+  local dir
+  dir=$(mktemp -d)
+  openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 1 \
+    -subj /CN=web.cluster-test.local -addext subjectAltName=DNS:web.cluster-test.local \
+    -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null
+  cp "$dir/tls.crt" "$STATE/test-ingress.crt"
+  k -n "$NS" create secret tls web-tls --cert "$dir/tls.crt" --key "$dir/tls.key" &&
+    k -n "$NS" patch ingress web --type merge \
+      -p '{"spec":{"tls":[{"hosts":["web.cluster-test.local"],"secretName":"web-tls"}]}}'
+  rm -rf "$dir"
+}
+
+ingress_tls_answers() { # verified against the Secret's certificate
+  local port=${TLS_URL##*:}
+  curl -fsS -m 5 --cacert "$STATE/test-ingress.crt" \
+    --resolve "web.cluster-test.local:$port:127.0.0.1" "https://web.cluster-test.local:$port/" |
+    grep -q "$TOKEN"
+}
+
 echo "cluster checks (node $NODE, ingress $INGRESS_URL):"
 t_all=$(now)
 # a previous run's namespace may still be terminating: wait for it to go
@@ -99,6 +120,8 @@ check "Deployment: 2 replicas Running (registry image)" deployment_running
 check "Service reached from a pod by DNS name" retry 60 service_by_dns
 check "StatefulSet PVC Bound (default StorageClass)" pvc_bound
 check "Ingress (class nginx) answers on $INGRESS_URL" retry 60 ingress_answers
+check "TLS Secret added to the Ingress" tls_secret
+check "Ingress TLS answers on $TLS_URL" retry 60 ingress_tls_answers
 printf 'checks took %.1f s; cluster start took %s s (recorded in %s)\n' \
   "$(awk -v a="$t_all" -v b="$(now)" 'BEGIN{print b-a}')" "$(field startup_seconds)" "$json"
 echo "$passed passed, $failed failed"

@@ -5,15 +5,18 @@ Why this exists: the NGINX Ingress Controller cannot be built on the project's m
 module is not served by the module proxy, and kubernetes/ingress-nginx needs OpenResty and Lua
 libraries Debian does not ship). This controller keeps the same contract for the pipeline: an
 ``IngressClass`` named ``nginx``, host and path rules, Service backends by port number or name,
-and a status address. It polls the API (no watch), renders one nginx.conf and reloads NGINX
-only when the rendered text changes.
+TLS from Secrets, and a status address. It polls the API (no watch), renders one nginx.conf
+and reloads NGINX only when the rendered text changes.
 
-Environment: LISTEN (address:port NGINX listens on, default 127.0.0.1:18080), INGRESS_CLASS
+Environment: LISTEN (address:port NGINX listens on, default 127.0.0.1:18080), LISTEN_TLS (for
+Ingresses with a ``tls`` section and a ``kubernetes.io/tls`` Secret; off when empty), INGRESS_CLASS
 (default nginx), STATUS_ADDRESS (written into Ingress status, default 127.0.0.1), INTERVAL (s).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -21,11 +24,13 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
 SA = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONF = "/etc/nginx/nginx.conf"
+TLS_DIR = "/etc/nginx/tls"
 CONTROLLER = "k8s.io/ingress-nginx"
 
 
@@ -131,16 +136,44 @@ def _merge(into: dict[str, str], blocks: dict[str, str]) -> None:
         into.setdefault(match, block)
 
 
-def render(hosts: dict[str, dict[str, str]], listen: str) -> str:
-    """The whole nginx.conf: one server per host, a default server answering 404."""
+def server(listen: str, name: str, locations: str, tls: tuple[str, str] | None = None) -> str:
+    """One NGINX server block; ``tls`` is (TLS listen address, certificate file prefix)."""
+    extra = ""
+    if tls is not None:
+        extra = (
+            f"    listen {tls[0]} ssl;\n"
+            f"    ssl_certificate {tls[1]}.crt;\n    ssl_certificate_key {tls[1]}.key;\n"
+        )
+    return f"  server {{\n    listen {listen};\n{extra}    server_name {name};\n{locations}  }}\n"
+
+
+def render(
+    hosts: dict[str, dict[str, str]],
+    listen: str,
+    certs: dict[str, str] | None = None,
+    listen_tls: str = "",
+) -> str:
+    """The whole nginx.conf: one server per host, default servers answering 404 (plain HTTP)
+    and refusing the handshake (TLS for an unknown host). ``certs`` maps a host to the file
+    prefix of its certificate and key."""
+    certs = certs or {}
+    default = hosts.get("", {})
     servers = [
-        f"  server {{\n    listen {listen} default_server;\n    server_name _;\n"
-        + "".join(hosts.get("", {}).values())
-        + ("    location / { return 404; }\n" if "/" not in hosts.get("", {}) else "")
-        + "  }\n"
+        server(
+            f"{listen} default_server",
+            "_",
+            "".join(default.values())
+            + ("    location / { return 404; }\n" if "/" not in default else ""),
+        )
     ]
+    if certs and listen_tls:
+        servers.append(
+            f"  server {{\n    listen {listen_tls} ssl default_server;\n"
+            "    server_name _;\n    ssl_reject_handshake on;\n  }\n"
+        )
     for host in sorted(h for h in hosts if h):
-        servers.append(f"  server {{\n    listen {listen};\n    server_name {host};\n" + "".join(hosts[host].values()) + "  }\n")
+        tls = (listen_tls, certs[host]) if host in certs and listen_tls else None
+        servers.append(server(listen, host, "".join(hosts[host].values()), tls))
     return (
         "worker_processes 1;\npid /run/nginx.pid;\nerror_log stderr warn;\n"
         "events { worker_connections 1024; }\n"
@@ -158,6 +191,7 @@ class Controller:
         self.api = api
         self.cls = os.environ.get("INGRESS_CLASS", "nginx")
         self.listen = os.environ.get("LISTEN", "127.0.0.1:18080")
+        self.listen_tls = os.environ.get("LISTEN_TLS", "")
         self.address = os.environ.get("STATUS_ADDRESS", "127.0.0.1")
         self.nginx: subprocess.Popen[bytes] | None = None
         self.current = ""
@@ -175,11 +209,42 @@ class Controller:
         svcs = self.api.request("/api/v1/services")["items"]
         services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in svcs}
         mine = [i for i in ings if is_ours(i, self.cls, self.default_class())]
-        conf = render(collect(mine, services), self.listen)
+        conf = render(collect(mine, services), self.listen, self.certificates(mine), self.listen_tls)
         if conf != self.current:
             self.apply(conf)
         for ing in mine:
             self.report(ing)
+
+    def certificates(self, ingresses: list[dict[str, Any]]) -> dict[str, str]:
+        """host -> file prefix of its certificate, from the Ingresses' ``tls`` Secrets."""
+        certs: dict[str, str] = {}
+        os.makedirs(TLS_DIR, mode=0o700, exist_ok=True)
+        for ing in ingresses:
+            ns = ing["metadata"]["namespace"]
+            for tls in ing["spec"].get("tls", []):
+                prefix = self.write_secret(ns, tls.get("secretName", ""))
+                for host in tls.get("hosts", []) if prefix else []:
+                    certs.setdefault(host, prefix)
+        return certs
+
+    def write_secret(self, ns: str, name: str) -> str | None:
+        """Write a ``kubernetes.io/tls`` Secret to files; None when it is missing or not TLS."""
+        if not name:
+            return None
+        try:
+            secret = self.api.request(f"/api/v1/namespaces/{ns}/secrets/{name}")
+        except urllib.error.HTTPError:
+            return None
+        data = secret.get("data", {})
+        if "tls.crt" not in data or "tls.key" not in data:
+            return None
+        # the prefix carries a digest: new key material means a new config, hence a reload
+        digest = hashlib.sha256((data["tls.crt"] + data["tls.key"]).encode()).hexdigest()[:12]
+        prefix = f"{TLS_DIR}/{ns}_{name}_{digest}"
+        for suffix, key in ((".crt", "tls.crt"), (".key", "tls.key")):
+            with open(prefix + suffix, "wb") as fh:
+                fh.write(base64.b64decode(data[key]))
+        return prefix
 
     def apply(self, conf: str) -> None:
         with open(CONF, "w") as fh:
