@@ -420,7 +420,6 @@ EOF
 }
 
 images() { # build (once) and push the cluster images; sets *_IMAGE
-  local line
   while IFS='=' read -r name ref; do
     case $name in
       pause) PAUSE_IMAGE=$ref ;;
