@@ -51,7 +51,7 @@ def parse_state(data: dict[str, Any]) -> ClusterInfo:
             storage_class=data.get("storage_class"),
             kubectl=data.get("kubectl") or "kubectl",
             startup_seconds=data.get("startup_seconds"),
-            extra={"ingress tls url": data["ingress_tls_url"]} if "ingress_tls_url" in data else {},
+            extra={"ingress tls": data["ingress_tls_url"]} if "ingress_tls_url" in data else {},
         )
     except (KeyError, TypeError) as exc:
         raise ClusterError(f"cluster state is malformed: missing {exc}") from exc

@@ -77,7 +77,7 @@ busybox_rootfs
 img=$here/images
 k=$cache/bin
 # assign before printing, so that a failed build stops the script (set -e)
-ref=$(build_push "$repo/pause:3.10-$(ctx_hash "$img/pause/"*)" "$img/pause" "$k/pause-1/pause")
+ref=$(build_push "$repo/pause:3.10-$(ctx_hash "$img/pause/Dockerfile" "$img/pause/pause.c")" "$img/pause" "$k/pause-1/pause")
 echo "pause=$ref"
 ref=$(build_push "$repo/coredns:$COREDNS_VERSION" "$img/coredns" "$k/coredns-$COREDNS_VERSION/coredns")
 echo "coredns=$ref"
@@ -90,5 +90,5 @@ ref=$(build_push "$repo/local-path-provisioner:$LOCAL_PATH_VERSION" "$img/local-
 echo "localpath=$ref"
 ref=$(debian_base)
 echo "debian=$ref"
-ref=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/"*)" "$img/ingress")
+ref=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/Dockerfile" "$img/ingress/controller.py")" "$img/ingress")
 echo "ingress=$ref"
