@@ -74,7 +74,7 @@ wait_for() {
 
 start() { # start NAME ARGV...: run detached, log to $STATE/logs/NAME.log, remember the pid
   local name=$1; shift
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &  # 9: the lock, not theirs to hold
   echo $! >"$STATE/pids/$name.pid"
 }
 
@@ -458,8 +458,8 @@ up() {
   set -E  # let the ERR trap see failures inside functions
   trap report_failure ERR
   prereqs
-  "$root/hack/dockerd.sh" >/dev/null
-  "$root/hack/registry.sh" up >/dev/null
+  "$root/hack/dockerd.sh" >/dev/null 9>&-
+  "$root/hack/registry.sh" up >/dev/null 9>&-
   local kind=warm tb ti ts
   [[ -x $KBIN/kubelet && -x $KBIN/kubectl && -x $ETCD ]] || kind=cold
   t=$(now); "$here/build.sh" all; tb=$(since "$t"); log "binaries ready ($tb s)"
@@ -582,9 +582,16 @@ down() {
   log "down in $(since "$t0") s ($steps )"
 }
 
+locked() { # one up or down at a time: a second caller waits instead of tearing down a start
+  mkdir -p "$(dirname "$STATE")"
+  exec 9>"$STATE.lock"
+  flock -w 1800 9 || die "another cluster up/down holds $STATE.lock"
+  "$@"
+}
+
 case ${1:-} in
-  up) up ;;
-  down) down ;;
+  up) locked up ;;
+  down) locked down ;;
   status) status ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
