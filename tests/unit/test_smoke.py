@@ -293,3 +293,23 @@ def test_cli_failure_exits_1_with_the_response(
     assert "response status: 503" in res.output
     assert json.loads((out / "smoke.json").read_text())["result"] == "failed"
     assert release.read_release(out / "release.json").smoke_result == "failed"
+
+
+HELM_TEST_OK = """NAME: schedule-app
+TEST SUITE:     schedule-app-test
+Last Started:   Thu Nov 26 18:55:01 2026
+Last Completed: Thu Nov 26 18:55:04 2026
+Phase:          Succeeded
+"""
+
+
+def test_judge_helm_test() -> None:
+    assert smoke.judge_helm_test(0, HELM_TEST_OK).ok
+    gone = HELM_TEST_OK + (
+        'Error: unable to get pod logs for schedule-app-test: pods "schedule-app-test" not found\n'
+    )
+    assert smoke.judge_helm_test(1, gone).ok
+    failed = HELM_TEST_OK.replace("Succeeded", "Failed") + "Error: 1 error occurred\n"
+    verdict = smoke.judge_helm_test(1, failed)
+    assert (verdict.ok, verdict.reason) == (False, "helm test exited 1 (test phase Failed)")
+    assert not smoke.judge_helm_test(1, "Error: release not found\n").ok
