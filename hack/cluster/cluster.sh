@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A single-node Kubernetes cluster built from source, for machines where kind cannot run.
-#   hack/cluster/cluster.sh up|down|status|env
+#   hack/cluster/cluster.sh up|down|status
 # up:     build (cached) and start etcd, the control plane, containerd (own socket, root and
 #         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage and the
 #         ingress controller; prints the kubeconfig path.
@@ -515,7 +515,7 @@ kill_pods() { # every process in the pods' cgroups, then the cgroups themselves
     sleep 0.5
   done
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
-    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+    [[ -d $d ]] && { find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; }
   done
   return 0
 }
