@@ -225,9 +225,10 @@ def test_interrupted_deploy_leaves_pending_release_that_is_recovered(e2e: E2E) -
     res = e2e.ci("deploy", "--env", "e2e", "--recover-pending")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert f"revision {pending['revision']} was left pending-upgrade" in res.stdout
-    statuses = [h["status"] for h in e2e.helm_history()]
-    assert statuses[-1] == "deployed"
-    assert "pending-upgrade" not in statuses
+    history = e2e.helm_history()
+    assert history[-1]["status"] == "deployed"
+    after = [h for h in history if h["revision"] > pending["revision"]]
+    assert after[0]["description"].startswith("Rollback to")  # then the new upgrade
 
 
 # ----------------------------------------------------------------------------- data
