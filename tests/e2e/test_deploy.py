@@ -56,6 +56,8 @@ def api(e2e: E2E, method: str, path: str, body: Any = None) -> tuple[int, Any]:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        return 0, str(exc)  # not answering (yet): callers that wait retry
 
 
 def psql(e2e: E2E, sql: str, db: str = "schedule") -> str:
