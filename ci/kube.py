@@ -256,7 +256,10 @@ def workload_line(kind: str, obj: dict[str, Any]) -> tuple[str, bool]:
     ready = status.get("readyReplicas") or 0
     updated = status.get("updatedReplicas") or 0
     done = ready >= want and updated >= want
-    return f"{kind.lower()}/{name} {ready}/{want} ready", done
+    line = f"{kind.lower()}/{name} {ready}/{want} ready"
+    if updated < want:
+        line += f", {updated}/{want} updated"
+    return line, done
 
 
 def job_line(obj: dict[str, Any]) -> tuple[str, bool]:

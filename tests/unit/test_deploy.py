@@ -384,7 +384,7 @@ def test_pod_problem_unschedulable_and_failed_init() -> None:
 
 def test_workload_and_job_lines() -> None:
     dep = {"metadata": {"name": "b"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
-    assert kube.workload_line("Deployment", dep) == ("deployment/b 1/2 ready", False)
+    assert kube.workload_line("Deployment", dep) == ("deployment/b 1/2 ready, 0/2 updated", False)
     dep["status"] = {"readyReplicas": 2, "updatedReplicas": 2}
     assert kube.workload_line("Deployment", dep)[1] is True
     job = {
