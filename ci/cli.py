@@ -311,7 +311,12 @@ def images_group() -> None:
     envvar="CI_IMAGE_JOBS",
     help="Images built in parallel.",
 )
-@click.option("--no-cache", is_flag=True, help="Rebuild from scratch, even unchanged images.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    envvar="CI_IMAGES_NO_CACHE",
+    help="Rebuild from scratch, even unchanged images.",
+)
 @pass_ctx
 @handle_errors
 def images_build(
@@ -426,6 +431,7 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     result = pipeline.run(
         steps, global_args=global_args, on_start=started, on_line=lambda line, _s: gha.echo(line)
     )
+    pipeline.write_result(result, ctx.out_dir)
     summary = pipeline.collect_summary(ctx.out_dir)
     gha.echo()
     gha.echo(pipeline.summary_text(summary, result).rstrip("\n"))

@@ -223,3 +223,25 @@ def summary_markdown(summary: Summary, result: PipelineResult) -> str:
     ]
     parts.append("### Steps\n\n" + mermaid_gantt(result))
     return "\n".join(parts)
+
+
+def write_result(result: PipelineResult, out_dir: Path) -> Path:
+    """``pipeline.json``: each step's command, start, duration and exit code (for benchmarks)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "ok": result.ok,
+        "steps": [
+            {
+                "name": s.step.name,
+                "command": s.step.command(),
+                "started": s.started.isoformat(),
+                "duration": round(s.duration, 2),
+                "returncode": s.returncode,
+            }
+            for s in result.steps
+        ],
+        "skipped": [s.name for s in result.skipped],
+    }
+    path = out_dir / "pipeline.json"
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path

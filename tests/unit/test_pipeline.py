@@ -101,3 +101,12 @@ def test_summary_of_a_run_that_wrote_nothing(tmp_path: Path) -> None:
     (tmp_path / "images.json").write_text("{not json")
     summary = pipeline.collect_summary(tmp_path)
     assert (summary.images, summary.deploy, summary.smoke) == ([], [], [])
+
+
+def test_write_result(tmp_path: Path) -> None:
+    path = pipeline.write_result(_result(), tmp_path)
+    data = json.loads(path.read_text())
+    assert [s["name"] for s in data["steps"]] == ["config", "images", "chart"]
+    assert data["steps"][2]["returncode"] == 1
+    assert data["skipped"] == ["deploy", "smoke"]
+    assert data["ok"] is False
