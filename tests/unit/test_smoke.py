@@ -81,7 +81,8 @@ def test_judge_rules() -> None:
 
 
 class App(BaseHTTPRequestHandler):
-    """A tiny schedule API: healthy after ``warmup`` requests; POST creates, GET reads back."""
+    """A tiny schedule API: healthy after ``warmup`` requests; POST creates, GET reads back
+    (``confirmed`` only from the second read, like the message round trip)."""
 
     state: ClassVar[dict[str, Any]] = {}
 
@@ -108,7 +109,11 @@ class App(BaseHTTPRequestHandler):
         elif self.path.startswith("/api/schedules/"):
             sid = self.path.rsplit("/", 1)[1]
             item = st["items"].get(sid)
-            self._send(200, item) if item else self._send(404, {"error": f"no schedule {sid}"})
+            if not item:
+                self._send(404, {"error": f"no schedule {sid}"})
+                return
+            self._send(200, item)
+            item["confirmed"] = True  # the message round trip completes a moment later
         else:
             self._send(404, {"error": "not found"})
 
@@ -116,7 +121,7 @@ class App(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         sid = str(len(self.state["items"]) + 100)
-        self.state["items"][sid] = {"id": int(sid), **body}
+        self.state["items"][sid] = {"id": int(sid), **body, "confirmed": False}
         self._send(201, self.state["items"][sid])
 
 
@@ -153,6 +158,7 @@ def test_runner_retries_until_healthy_and_round_trips(
     ]
     health = results[1]
     assert health.attempts == state["warmup"] + 1
+    assert results[3].attempts == 2  # not confirmed on the first read
     assert results[3].url == f"GET {url}/api/schedules/100"
     assert set(state["hosts"]) == {"staging.example"}
 
