@@ -15,7 +15,7 @@ from ci import proc
 from ci.cluster.base import ClusterInfo, require_ready
 from ci.errors import ClusterError, EnvironmentNotReady, ProcessError
 
-#: Seconds ``up`` may take: a cold start compiles Kubernetes (about 20 min on 2 cores).
+#: Seconds ``up`` may take: a cold start compiles Kubernetes (12-16 min on 2 cores, more if busy).
 UP_TIMEOUT = 3600.0
 #: Seconds ``down`` may take.
 DOWN_TIMEOUT = 300.0

@@ -30,7 +30,7 @@ k8s_replaces() { # the staging modules are v0.0.0 in k8s.io/kubernetes' go.mod; 
 build_k8s() {
   local out=$cache/bin/k8s-$K8S_VERSION
   [[ -x $out/kubelet && -x $out/kubectl ]] && return 0
-  log "building Kubernetes $K8S_VERSION (about 20 min on 2 cores)"
+  log "building Kubernetes $K8S_VERSION (7-10 min on 2 idle cores, much longer under load)"
   local dir=$work/k8s-$K8S_VERSION
   k8s_replaces | wrapper "$dir" k8s.io/kubernetes "$K8S_VERSION"
   local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
