@@ -16,38 +16,29 @@ from ci import cluster, proc
 from ci.cli import main
 from ci.cluster import builtin, existing, kind
 from ci.cluster.base import ClusterInfo
-from ci.errors import CiError, ClusterError, ConfigError, EnvironmentNotReady
+from ci.errors import ClusterError, ConfigError, EnvironmentNotReady
 
 e2e = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def info() -> ClusterInfo:
-    """The running cluster, or a skip naming the command that starts it."""
-    try:
-        return cluster.status()
-    except CiError as exc:
-        pytest.skip(f"no local cluster ({exc}); run `make cluster-up`")
-
-
-def kubectl_json(info: ClusterInfo, *args: str) -> dict[str, object]:
-    argv = (info.kubectl, "--kubeconfig", str(info.kubeconfig), *args, "-o", "json")
+def kubectl_json(cluster_info: ClusterInfo, *args: str) -> dict[str, object]:
+    argv = (cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig), *args, "-o", "json")
     result: dict[str, object] = json.loads(proc.run(argv, timeout=60).stdout)
     return result
 
 
 @e2e
-def test_status_names_a_reachable_kubeconfig(info: ClusterInfo) -> None:
-    assert info.kubeconfig.is_file()
-    version = kubectl_json(info, "version")
+def test_status_names_a_reachable_kubeconfig(cluster_info: ClusterInfo) -> None:
+    assert cluster_info.kubeconfig.is_file()
+    version = kubectl_json(cluster_info, "version")
     assert "serverVersion" in version
 
 
 @e2e
-def test_node_is_ready(info: ClusterInfo) -> None:
-    nodes = kubectl_json(info, "get", "nodes")["items"]
+def test_node_is_ready(cluster_info: ClusterInfo) -> None:
+    nodes = kubectl_json(cluster_info, "get", "nodes")["items"]
     assert isinstance(nodes, list)
     assert nodes
     conditions = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}
@@ -55,10 +46,10 @@ def test_node_is_ready(info: ClusterInfo) -> None:
 
 
 @e2e
-def test_default_storage_class_and_ingress_class(info: ClusterInfo) -> None:
-    if info.provider != "builtin":
+def test_default_storage_class_and_ingress_class(cluster_info: ClusterInfo) -> None:
+    if cluster_info.provider != "builtin":
         pytest.skip("add-ons are the built-in cluster's")
-    classes = kubectl_json(info, "get", "storageclass")["items"]
+    classes = kubectl_json(cluster_info, "get", "storageclass")["items"]
     assert isinstance(classes, list)
     defaults = [
         c["metadata"]["name"]
@@ -66,22 +57,22 @@ def test_default_storage_class_and_ingress_class(info: ClusterInfo) -> None:
         if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
         == "true"
     ]
-    assert defaults == [info.storage_class]
-    ingress = kubectl_json(info, "get", "ingressclass", "nginx")
+    assert defaults == [cluster_info.storage_class]
+    ingress = kubectl_json(cluster_info, "get", "ingressclass", "nginx")
     assert ingress["spec"] == {"controller": "k8s.io/ingress-nginx"}
 
 
 @e2e
-def test_cli_status_prints_the_kubeconfig(info: ClusterInfo) -> None:
+def test_cli_status_prints_the_kubeconfig(cluster_info: ClusterInfo) -> None:
     result = CliRunner().invoke(main, ["cluster", "status"])
     assert result.exit_code == 0, result.output
-    assert str(info.kubeconfig) in result.output
+    assert str(cluster_info.kubeconfig) in result.output
 
 
 @e2e
-def test_end_to_end_checks_pass(info: ClusterInfo) -> None:
+def test_end_to_end_checks_pass(cluster_info: ClusterInfo) -> None:
     """DNS, a registry image on two replicas, Service by DNS name, PVC, Ingress (test.sh)."""
-    if info.provider != "builtin":
+    if cluster_info.provider != "builtin":
         pytest.skip("hack/cluster/test.sh checks the built-in cluster")
     script = ROOT / "hack" / "cluster" / "test.sh"
     result = proc.run(("bash", str(script)), timeout=900, check=False)

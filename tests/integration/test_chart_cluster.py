@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import chart, cluster, config, helm, proc
+from ci import chart, config, helm, proc
 from ci.cluster.base import ClusterInfo
 from ci.errors import CiError
 
@@ -23,18 +23,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def info() -> ClusterInfo:
-    try:
-        return cluster.status()
-    except CiError as exc:
-        pytest.fail(f"the local cluster is not running ({exc}); run `make cluster-up`")
-
-
 @pytest.fixture
-def restricted_namespace(info: ClusterInfo) -> Iterator[str]:
+def restricted_namespace(cluster_info: ClusterInfo) -> Iterator[str]:
     name = f"chart-psa-{uuid.uuid4().hex[:8]}"
-    kubectl = (info.kubectl, "--kubeconfig", str(info.kubeconfig))
+    kubectl = (cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig))
     proc.run((*kubectl, "create", "namespace", name), timeout=60)
     try:
         proc.run(
@@ -51,7 +43,7 @@ def restricted_namespace(info: ClusterInfo) -> Iterator[str]:
 @pytest.mark.parametrize("major", [3, 4])
 @pytest.mark.parametrize("env_name", ["staging", "prod"])
 def test_server_accepts_every_object_under_pod_security_restricted(
-    info: ClusterInfo, restricted_namespace: str, tmp_path: Path, major: int, env_name: str
+    cluster_info: ClusterInfo, restricted_namespace: str, tmp_path: Path, major: int, env_name: str
 ) -> None:
     try:
         h = helm.find(major)
@@ -63,7 +55,8 @@ def test_server_accepts_every_object_under_pod_security_restricted(
     manifests = tmp_path / "all.yaml"
     manifests.write_text(rendered.text)
     result = proc.run(
-        (info.kubectl, "--kubeconfig", str(info.kubeconfig), "apply", "--dry-run=server",
+        (cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig),
+         "apply", "--dry-run=server",
          "--namespace", restricted_namespace, "-f", str(manifests)),
         timeout=120, check=False,
     )  # fmt: skip
