@@ -1,0 +1,74 @@
+"""`make ci-local` end to end: the whole pipeline twice, as a person would run it.
+
+The first run may build or reuse images and installs or upgrades the `staging` environment of
+ci.local.yaml on the built-in cluster; the second, with nothing changed, must build no image and
+upgrade cleanly to the next revision, with smoke checks passing both times.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ci import proc
+from ci.cluster.base import ClusterInfo
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / ".ci-out"
+NAMESPACE = "schedule-local"
+
+
+def make_ci_local() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "ci-local"], cwd=ROOT, text=True, capture_output=True, check=False, timeout=1800
+    )
+
+
+def read(name: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((OUT / name).read_text())
+    return data
+
+
+def test_make_ci_local_twice(cluster_info: ClusterInfo) -> None:
+    first = make_ci_local()
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert "pipeline passed" in first.stdout
+    revision = read("release.json")["revision"]
+    assert read("smoke.json")["result"] == "passed"
+
+    second = make_ci_local()
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    images = read("images.json")["images"]
+    assert isinstance(images, list)
+    assert {i["status"] for i in images} == {"cached"}, images
+    release = read("release.json")
+    assert release["revision"] == int(str(revision)) + 1
+    assert release["previous_revision"] == revision
+    assert read("smoke.json")["result"] == "passed"
+    steps = [s["name"] for s in read("pipeline.json")["steps"]]  # type: ignore[index]
+    assert steps == ["config", "images", "chart", "deploy", "smoke"]
+
+    jobs = proc.run(
+        (
+            cluster_info.kubectl,
+            "--kubeconfig",
+            str(cluster_info.kubeconfig),
+            "get",
+            "jobs",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+        ),
+    )
+    hooks = [
+        j["metadata"]["name"]
+        for j in json.loads(jobs.stdout)["items"]
+        if "helm.sh/hook" in (j["metadata"].get("annotations") or {})
+    ]
+    assert hooks == [], f"completed hook Jobs left behind: {hooks}"
