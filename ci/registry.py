@@ -199,19 +199,23 @@ class Client:
 
     # ------------------------------------------------------------------------- API
 
+    def _get_manifest(self, method: str, repo: str, ref: str) -> requests.Response | None:
+        """A manifest request accepting every manifest type; None when the tag does not exist."""
+        return self.request(
+            method,
+            f"{repo}/manifests/{ref}",
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            scope=f"repository:{repo}:pull",
+            missing_ok=True,
+        )
+
     def ping(self) -> None:
         """Raise ``RegistryError`` unless the registry answers its API root."""
         self.request("GET", "", ok=(200, 401))
 
     def digest(self, repo: str, ref: str) -> str | None:
         """The manifest digest a tag points to, or None when the tag does not exist."""
-        resp = self.request(
-            "HEAD",
-            f"{repo}/manifests/{ref}",
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
-            scope=f"repository:{repo}:pull",
-            missing_ok=True,
-        )
+        resp = self._get_manifest("HEAD", repo, ref)
         if resp is None:
             return None
         found = resp.headers.get("Docker-Content-Digest")
@@ -222,13 +226,7 @@ class Client:
 
     def manifest(self, repo: str, ref: str) -> Manifest | None:
         """The manifest (bytes and media type) of a tag or digest, or None when missing."""
-        resp = self.request(
-            "GET",
-            f"{repo}/manifests/{ref}",
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
-            scope=f"repository:{repo}:pull",
-            missing_ok=True,
-        )
+        resp = self._get_manifest("GET", repo, ref)
         if resp is None:
             return None
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
