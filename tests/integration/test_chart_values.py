@@ -14,6 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
+from ci import release
+
 CHART = Path(__file__).resolve().parents[2] / "charts" / "schedule-app"
 #: Maps whose keys are free-form (labels, env, ...): documented and typed as a whole.
 FREE_FORM = {
@@ -74,14 +76,8 @@ def test_schema_types_every_value() -> None:
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge of a values file over the defaults: maps merge, everything else replaces."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+    """Helm's merge of a values file over the defaults, as the deploy step computes it."""
+    return release.deep_merge(base, over)
 
 
 @pytest.mark.parametrize("name", ["values.yaml", "values-staging.yaml", "values-prod.yaml"])
