@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import socket as socketlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -891,7 +892,10 @@ def ensure_buildkit(
     """
     if _buildx_ready(buildx, builder):
         return
-    if not socket.exists():
+    if not socket_alive(socket):
+        # A socket file left by a daemon that is gone (a reboot, a killed container) must not
+        # pass for a running one: remove it and start afresh.
+        socket.unlink(missing_ok=True)
         buildkitd = tools.require("buildkitd")
         socket.parent.mkdir(parents=True, exist_ok=True)
         config = socket.parent / "buildkitd.toml"
@@ -920,7 +924,27 @@ def ensure_buildkit(
         what="buildx create",
     )
     if not _buildx_ready(buildx, builder):
-        raise EnvironmentNotReady(f"buildx builder '{builder}' at unix://{socket} did not start")
+        logfile = socket.parent / "buildkitd.log"
+        log = logfile.read_text(encoding="utf-8", errors="replace") if logfile.exists() else ""
+        raise EnvironmentNotReady(
+            f"buildx builder '{builder}' at unix://{socket} did not start (log: {logfile})",
+            detail=proc.tail(log),
+        )
+
+
+def socket_alive(path: Path, timeout: float = 2.0) -> bool:
+    """True when something accepts connections on the Unix socket ``path``."""
+    if not path.exists():
+        return False
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
 
 
 def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
@@ -938,7 +962,7 @@ def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
 def _buildx_builder(cfg: Config, out_dir: Path, base_refs: Sequence[str]) -> BuildxBuilder:
     """The buildx builder, with its BuildKit daemon running; raises when it cannot be."""
     buildx = tools.require("buildx").path
-    if not BUILDKIT_SOCKET.exists():
+    if not socket_alive(BUILDKIT_SOCKET):
         tools.require("buildkitd")
     hosts = [split_reference(r)[0] for r in base_refs]
     hosts = [h for h in [cfg.registry.host, *hosts] if is_loopback(h)]

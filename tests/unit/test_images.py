@@ -433,3 +433,21 @@ def test_a_base_rebuilt_under_the_same_tag_changes_the_hash(cfg: config.Config) 
     assert before[0].base_refs == after[0].base_refs == ("local/debian:bookworm",)
     again = images.plan(cfg, GIT, resolve=pointing.get)
     assert [j.input_hash for j in again] == [j.input_hash for j in after]
+
+
+def test_socket_alive_tells_a_listening_socket_from_a_stale_file() -> None:
+    """A socket file left by a daemon that died must not pass for a running daemon."""
+    import socket
+    import tempfile
+
+    # AF_UNIX paths are short; pytest's tmp_path can exceed the limit.
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        path = Path(tmp) / "d.sock"
+        assert not images.socket_alive(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        server.listen(1)
+        assert images.socket_alive(path)
+        server.close()  # the file stays, nothing listens: what a killed daemon leaves
+        assert path.exists()
+        assert not images.socket_alive(path)
