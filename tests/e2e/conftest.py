@@ -77,12 +77,8 @@ E2E_VALUES: dict[str, Any] = {
             "limits": {"cpu": "100m", "memory": "384Mi"},
         },
     },
-    # A chart-made backup PVC stays Pending until a backup Job mounts it (WaitForFirstConsumer),
-    # and `helm --wait` waits for PVCs to be Bound: the backup test enables backups with a
-    # claim it creates itself.
     "backup": {"enabled": False, "persistence": {"size": "1Gi"}},
 }
-BACKUP_CLAIM = "backups-e2e"
 
 
 @dataclass

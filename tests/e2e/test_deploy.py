@@ -30,6 +30,7 @@ NAMESPACE = "schedule-e2e"
 RELEASE = "schedule-app"
 HOST = "schedule-e2e.local"
 PG = f"{RELEASE}-postgresql"
+BACKUP_CLAIM = f"{RELEASE}-backup"
 E2E = Any
 
 
@@ -299,23 +300,20 @@ def test_broken_backend_upgrade_is_rolled_back(e2e: E2E, images_json: Path) -> N
 
 
 def test_backup_job_writes_a_dump_that_restores(e2e: E2E, images_json: Path) -> None:
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "backups-e2e", "namespace": NAMESPACE},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
-    kubectl_apply(e2e, claim)
-    res = e2e.ci(
-        "deploy",
-        "--env",
-        "e2e",
-        "--set",
-        "backup.enabled=true",
-        "--set",
-        "backup.persistence.existingClaim=backups-e2e",
+    """Backups on with the chart's own volume: the deploy does not wait for a claim that binds
+    only when the first backup Job mounts it, a second upgrade leaves it alone, and a dump
+    written by the CronJob's Job restores to the same rows."""
+    for _ in range(2):
+        res = e2e.ci("deploy", "--env", "e2e", "--set", "backup.enabled=true")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    claim = json.loads(
+        e2e.kubectl("get", "pvc", BACKUP_CLAIM, "-n", NAMESPACE, "-o", "json").stdout
     )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    status, created = api(
+        e2e, "POST", "/api/schedules", {"title": "backed up", "startsAt": "2031-02-01T09:00:00Z"}
+    )
+    assert status == 201, created
     job = "backup-e2e"
     e2e.kubectl("delete", "job", job, "-n", NAMESPACE, "--ignore-not-found")
     e2e.kubectl("create", "job", job, f"--from=cronjob/{RELEASE}-backup", "-n", NAMESPACE)
@@ -397,7 +395,7 @@ def restore_job(image: str, dump: str) -> dict[str, Any]:
                     "volumes": [
                         {
                             "name": "backups",
-                            "persistentVolumeClaim": {"claimName": "backups-e2e"},
+                            "persistentVolumeClaim": {"claimName": BACKUP_CLAIM},
                         },
                         {"name": "tmp", "emptyDir": {}},
                     ],

@@ -158,7 +158,11 @@ def test_backup_cronjob_only_when_enabled(helm_bin: helm.Helm, cfg: Config) -> N
     assert "/backups" in mounts
     volume = next(v for v in pod["volumes"] if v["name"] == mounts["/backups"])
     claim = volume["persistentVolumeClaim"]["claimName"]
-    assert one(rendered, "PersistentVolumeClaim", "-backup")["metadata"]["name"] == claim
+    pvc = one(rendered, "PersistentVolumeClaim", "-backup")
+    assert pvc["metadata"]["name"] == claim
+    # A hook, so `helm --wait` does not wait for a claim that binds on first use, and kept.
+    assert pvc["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["BACKUP_DIR"] == "/backups"
     assert env["BACKUP_KEEP"] == "5"
