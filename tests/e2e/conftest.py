@@ -62,7 +62,11 @@ E2E_VALUES: dict[str, Any] = {
         "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}},
     },
     "postgresql": {
-        "image": {"repository": f"{REGISTRY}/base/postgres", "tag": "bookworm"},
+        "image": {
+            "repository": f"{REGISTRY}/base/postgres",
+            "tag": "bookworm",
+            "pullPolicy": "Always",
+        },
         "persistence": {"size": "1Gi"},
         "resources": {
             "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -70,7 +74,11 @@ E2E_VALUES: dict[str, Any] = {
         },
     },
     "rabbitmq": {
-        "image": {"repository": f"{REGISTRY}/base/rabbitmq", "tag": "bookworm"},
+        "image": {
+            "repository": f"{REGISTRY}/base/rabbitmq",
+            "tag": "bookworm",
+            "pullPolicy": "Always",
+        },
         "persistence": {"size": "1Gi"},
         "resources": {
             "requests": {"cpu": "100m", "memory": "384Mi"},

@@ -161,6 +161,18 @@ def test_smoke_passes_and_is_recorded(e2e: E2E) -> None:
     assert record["smoke"]["result"] == "passed"
 
 
+def test_every_service_port_is_served(e2e: E2E) -> None:
+    """Each port a Service declares answers through the Service name (amqp and management)."""
+    mq = f"{RELEASE}-rabbitmq"
+    service = e2e.kjson("get", "service", mq, "-n", NAMESPACE)
+    for port in service["spec"]["ports"]:
+        probe = f"exec 3<>/dev/tcp/{mq}.{NAMESPACE}.svc/{port['port']}"
+        res = e2e.kubectl(
+            "exec", "-n", NAMESPACE, f"{mq}-0", "--", "bash", "-c", probe, check=False
+        )
+        assert res.returncode == 0, f"{mq} port {port['name']}: {res.stderr}"
+
+
 def test_second_deploy_without_changes_upgrades_cleanly(e2e: E2E) -> None:
     res = e2e.ci("deploy", "--env", "e2e")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

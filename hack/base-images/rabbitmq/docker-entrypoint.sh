@@ -8,7 +8,7 @@ case $conf in *.conf) ;; *) conf=$conf.conf ;; esac
 mkdir -p "$(dirname "$conf")"
 {
   echo "loopback_users.guest = false"
-  echo "listeners.tcp.default = 5672"
+  echo "listeners.tcp.default = ${RABBITMQ_NODE_PORT:-5672}"
   echo "default_user = ${RABBITMQ_DEFAULT_USER:-guest}"
   echo "default_pass = ${RABBITMQ_DEFAULT_PASS:-guest}"
   echo "default_vhost = ${RABBITMQ_DEFAULT_VHOST:-/}"
