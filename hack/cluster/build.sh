@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) the binaries the built-in cluster runs, from the Go module proxy, into a cache
-# shared by every clone on the machine:  hack/cluster/build.sh [k8s|etcd|coredns|pause|localpath|all]
+# shared by every clone on the machine:
+#   hack/cluster/build.sh [k8s|etcd|coredns|pause|localpath|metrics|all]
 # The cache is keyed by version, so a second cluster-up (or a new clone) never recompiles.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,6 +82,20 @@ build_localpath() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_metrics() {
+  local out=$cache/bin/metrics-server-$METRICS_SERVER_VERSION
+  [[ -x $out/metrics-server ]] && return 0
+  log "building metrics-server $METRICS_SERVER_VERSION"
+  local dir=$work/metrics-server-$METRICS_SERVER_VERSION m=sigs.k8s.io/metrics-server
+  wrapper "$dir" "$m" "$METRICS_SERVER_VERSION" </dev/null
+  # its release build stamps the version into client-go's, which /version and the logs report
+  local p=k8s.io/client-go/pkg/version
+  local ld="-s -w -X $p.gitVersion=$METRICS_SERVER_VERSION -X $p.buildDate=1970-01-01T00:00:00Z"
+  (cd "$dir" && go get "$m/cmd/metrics-server@$METRICS_SERVER_VERSION" &&
+    mkdir -p "$out.tmp" && go build -trimpath -ldflags "$ld" -o "$out.tmp/metrics-server" "$m/cmd/metrics-server")
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 build_pause() { # a static pause: sleep until a signal; no libc needed
   local out=$cache/bin/pause-1
   [[ -x $out/pause ]] && return 0
@@ -105,12 +120,14 @@ case ${1:-all} in
   coredns) timed coredns "$cache/bin/coredns-$COREDNS_VERSION" ;;
   pause) timed pause "$cache/bin/pause-1" ;;
   localpath) timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION" ;;
+  metrics) timed metrics "$cache/bin/metrics-server-$METRICS_SERVER_VERSION" ;;
   all)
     timed pause "$cache/bin/pause-1"
     timed etcd "$cache/bin/etcd-$ETCD_VERSION"
     timed coredns "$cache/bin/coredns-$COREDNS_VERSION"
     timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION"
+    timed metrics "$cache/bin/metrics-server-$METRICS_SERVER_VERSION"
     timed k8s "$cache/bin/k8s-$K8S_VERSION"
     ;;
-  *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|metrics|all]" >&2; exit 2 ;;
 esac
