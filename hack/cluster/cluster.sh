@@ -2,8 +2,8 @@
 # A single-node Kubernetes cluster built from source, for machines where kind cannot run.
 #   hack/cluster/cluster.sh up|down|status
 # up:     build (cached) and start etcd, the control plane, containerd (own socket, root and
-#         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage and the
-#         ingress controller; prints the kubeconfig path.
+#         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage, the
+#         ingress controller and metrics-server; prints the kubeconfig path.
 # down:   stop every process it started, unmount every mount, delete its interfaces, iptables
 #         rules and state; Docker keeps working.
 # status: exit 0 when the API answers and the node is Ready; prints cluster.json.
@@ -126,20 +126,24 @@ ext_file() { # ext_file SANS: X.509 extensions for a leaf certificate
   return 0
 }
 
-leaf() { # leaf NAME SUBJECT [SANS]: a key and a certificate signed by the cluster CA
-  local name=$1 subject=$2 sans=${3:-}
+ca() { # ca NAME CN: a self-signed CA key and certificate
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$PKI/$1.key" -out "$PKI/$1.crt" -days 3650 -subj "/CN=$2" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+}
+
+leaf() { # leaf NAME SUBJECT [SANS] [CA]: a key and a certificate signed by CA (the cluster CA)
+  local name=$1 subject=$2 sans=${3:-} ca=${4:-ca}
   openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subject" 2>/dev/null
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -out "$PKI/$name.crt" -days 365 -extfile <(ext_file "$sans") 2>/dev/null
   rm -f "$PKI/$name.csr"
 }
 
 certificates() {
   mkdir -p "$PKI" && chmod 700 "$PKI"
-  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 -subj "/CN=schedule-ci-cluster-ca" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  ca ca schedule-ci-cluster-ca
   local dns="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   dns+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME"
   leaf apiserver "/CN=kube-apiserver" "$dns,IP:127.0.0.1,IP:$API_SVC_IP,IP:$NODE_IP"
@@ -149,6 +153,14 @@ certificates() {
   leaf scheduler "/CN=system:kube-scheduler"
   leaf kube-proxy "/CN=system:kube-proxy"
   leaf kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
+  # The aggregation layer: the kube-apiserver proxies metrics.k8s.io to metrics-server with this
+  # client certificate and the user in request headers; metrics-server believes those headers
+  # only from a certificate of this separate CA, so no ordinary client certificate can set them.
+  ca front-proxy-ca schedule-ci-front-proxy-ca
+  leaf front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
+  # metrics-server's serving certificate, for the name the aggregator checks (service.namespace.svc)
+  leaf metrics-server "/CN=metrics-server" \
+    "DNS:metrics-server.kube-system.svc,DNS:metrics-server.kube-system.svc.cluster.local"
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 }
@@ -227,6 +239,9 @@ start_etcd() {
 }
 
 start_apiserver() {
+  # The requestheader and proxy-client flags turn on the aggregation layer (metrics.k8s.io is
+  # served by metrics-server). With aggregator routing the apiserver dials the APIService's
+  # endpoint (pod IP) itself rather than its ClusterIP, so it does not depend on kube-proxy.
   start kube-apiserver "$KBIN/kube-apiserver" \
     --etcd-servers "http://$ETCD_CLIENT" --advertise-address "$NODE_IP" --bind-address 0.0.0.0 \
     --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" \
@@ -238,11 +253,22 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --kubelet-preferred-address-types InternalIP,Hostname \
-    --allow-privileged=true --endpoint-reconciler-type lease --profiling=false
+    --allow-privileged=true --endpoint-reconciler-type lease --profiling=false \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file "$PKI/front-proxy-client.key" \
+    --enable-aggregator-routing=true
   wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
 }
 
 start_controllers() {
+  # At the default client rate (20 requests/s) the controller-manager needs about 5 s to start
+  # its controllers, each fetching its own service-account token, before any add-on Deployment
+  # gets a pod; at 100/s it needs well under one, which keeps metrics-server (ready only after two
+  # scrapes 10 s apart) inside the time the other add-ons take anyway.
   start kube-controller-manager "$KBIN/kube-controller-manager" \
     --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -250,7 +276,8 @@ start_controllers() {
     --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --profiling=false
+    --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --profiling=false \
+    --kube-api-qps 100 --kube-api-burst 200
   start kube-scheduler "$KBIN/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
     --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
@@ -372,12 +399,15 @@ render() { # render MANIFEST: fill the @PLACEHOLDERS@
     -e "s#@LOCALPATH_IMAGE@#$LOCALPATH_IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" \
     -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@INGRESS_IMAGE@#$INGRESS_IMAGE#g" \
     -e "s#@INGRESS_LISTEN@#127.0.0.1:$INGRESS_PORT#g" \
-    -e "s#@INGRESS_TLS_LISTEN@#127.0.0.1:$INGRESS_TLS_PORT#g" "$here/manifests/$1"
+    -e "s#@INGRESS_TLS_LISTEN@#127.0.0.1:$INGRESS_TLS_PORT#g" -e "s#@METRICS_IMAGE@#$METRICS_IMAGE#g" \
+    -e "s#@METRICS_TLS_CRT@#$(base64 -w0 "$PKI/metrics-server.crt")#g" \
+    -e "s#@METRICS_TLS_KEY@#$(base64 -w0 "$PKI/metrics-server.key")#g" \
+    -e "s#@CA_BUNDLE@#$(base64 -w0 "$PKI/ca.crt")#g" "$here/manifests/$1"
 }
 
 addons() {
   mkdir -p "$DATA/local-path"
-  for m in coredns.yaml local-path.yaml ingress.yaml; do render "$m"; echo "---"; done |
+  for m in coredns.yaml local-path.yaml ingress.yaml metrics-server.yaml; do render "$m"; echo "---"; done |
     kubectl apply -f - >"$STATE/logs/addons.log"
 }
 
@@ -393,6 +423,8 @@ wait_addons() {
   # the controller answers 404 on unknown hosts once NGINX has its configuration
   wait_for "ingress on 127.0.0.1:$INGRESS_PORT" 60 \
     bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$INGRESS_PORT/ | grep -q 404"
+  # Available once metrics-server is Ready, which takes two kubelet scrapes (10 s apart)
+  kubectl wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 120s >/dev/null
 }
 
 # ---------------------------------------------------------------- state
@@ -427,11 +459,13 @@ images() { # build (once) and push the cluster images; sets *_IMAGE
       busybox) BUSYBOX_IMAGE=$ref ;;
       localpath) LOCALPATH_IMAGE=$ref ;;
       ingress) INGRESS_IMAGE=$ref ;;
+      metrics) METRICS_IMAGE=$ref ;;
     esac
   done < <("$here/images.sh")
-  [[ -n ${INGRESS_IMAGE:-} ]] || die "building the cluster images failed (see above)"
-  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\n' \
-    "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$INGRESS_IMAGE" >"$STATE/images.env"
+  [[ -n ${METRICS_IMAGE:-} ]] || die "building the cluster images failed (see above)"
+  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\nMETRICS_IMAGE=%s\n' \
+    "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$INGRESS_IMAGE" "$METRICS_IMAGE" \
+    >"$STATE/images.env"
 }
 
 # ---------------------------------------------------------------- commands

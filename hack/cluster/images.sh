@@ -73,6 +73,7 @@ busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
 "$here/build.sh" pause
 "$here/build.sh" coredns
 "$here/build.sh" localpath
+"$here/build.sh" metrics
 busybox_rootfs
 img=$here/images
 k=$cache/bin
@@ -92,3 +93,6 @@ ref=$(debian_base)
 echo "debian=$ref"
 ref=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/Dockerfile" "$img/ingress/controller.py")" "$img/ingress")
 echo "ingress=$ref"
+ref=$(build_push "$repo/metrics-server:$METRICS_SERVER_VERSION-$(ctx_hash "$img/metrics-server/Dockerfile")" \
+  "$img/metrics-server" "$k/metrics-server-$METRICS_SERVER_VERSION/metrics-server")
+echo "metrics=$ref"
