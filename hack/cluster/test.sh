@@ -2,7 +2,9 @@
 # Check the running built-in cluster end to end and print how long each check took:
 # node Ready, CoreDNS answering, a two-replica Deployment running an image just pushed to the
 # local registry, its Service reached from another pod by DNS name, a StatefulSet PVC bound on
-# the default StorageClass, and an Ingress of class nginx answering on the local ports (HTTP, TLS).
+# the default StorageClass, an Ingress of class nginx answering on the local ports (HTTP, TLS),
+# `kubectl top node` giving numbers and a CPU HorizontalPodAutoscaler reading a utilisation
+# (metrics-server behind the aggregation layer).
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -107,6 +109,15 @@ ingress_tls_answers() { # verified against the Secret's certificate
     grep -q "$TOKEN"
 }
 
+# "schedule-ci   123m   6%   1510Mi   19%": metrics-server answers through the aggregation layer
+top_node() { k top node "$NODE" --no-headers | grep -Eq "^$NODE +[0-9]+m +[0-9]+% +[0-9]+Mi +[0-9]+%"; }
+
+hpa_utilisation() { # the HPA's current CPU utilisation: a number, not <unknown>
+  local pct
+  pct=$(k -n "$NS" get hpa cpu -o jsonpath='{.status.currentMetrics[0].resource.current.averageUtilization}')
+  [[ $pct =~ ^[0-9]+$ ]] && ((pct > 0)) && echo "cpu at ${pct}% of its request"
+}
+
 echo "cluster checks (node $NODE, ingress $INGRESS_URL):"
 t_all=$(now)
 # a previous run's namespace may still be terminating: wait for it to go
@@ -122,6 +133,8 @@ check "StatefulSet PVC Bound (default StorageClass)" pvc_bound
 check "Ingress (class nginx) answers on $INGRESS_URL" retry 60 ingress_answers
 check "TLS Secret added to the Ingress" tls_secret
 check "Ingress TLS answers on $TLS_URL" retry 60 ingress_tls_answers
+check "kubectl top node returns numbers" retry 60 top_node
+check "HPA on CPU reports a current utilisation" retry 150 hpa_utilisation
 printf 'checks took %.1f s; cluster start took %s s (recorded in %s)\n' \
   "$(awk -v a="$t_all" -v b="$(now)" 'BEGIN{print b-a}')" "$(field startup_seconds)" "$json"
 echo "$passed passed, $failed failed"
