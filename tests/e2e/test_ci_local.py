@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,25 @@ def test_make_ci_local_twice(cluster_info: ClusterInfo) -> None:
         if "helm.sh/hook" in (j["metadata"].get("annotations") or {})
     ]
     assert hooks == [], f"completed hook Jobs left behind: {hooks}"
+
+
+def test_backend_hpa_reads_cpu_utilisation(cluster_info: ClusterInfo) -> None:
+    """The chart's HPA on backend CPU gets a measured utilisation from metrics-server."""
+    if cluster_info.provider != "builtin":
+        pytest.skip("metrics-server is a built-in cluster add-on")
+    argv = (
+        cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig),
+        "get", "hpa", "schedule-app-backend", "-n", NAMESPACE, "-o", "json",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    current: list[dict[str, object]] = []
+    while not current and time.monotonic() < deadline:
+        status = json.loads(proc.run(argv, timeout=30).stdout).get("status", {})
+        current = status.get("currentMetrics") or []
+        if not current:
+            time.sleep(5)
+    assert current, "the backend HPA never reported a CPU utilisation"
+    resource = current[0]["resource"]
+    assert isinstance(resource, dict)
+    assert resource["name"] == "cpu"
+    assert isinstance(resource["current"]["averageUtilization"], int)

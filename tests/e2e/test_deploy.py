@@ -415,3 +415,42 @@ def restore_job(image: str, dump: str) -> dict[str, Any]:
             },
         },
     }
+
+
+# ----------------------------------------------------------------------------- Helm 4
+
+
+def test_helm4_takes_over_the_release_with_server_side_apply(e2e: E2E) -> None:
+    """A team moving to Helm 4 upgrades the release Helm 3 made: server-side apply, then smoke."""
+    before = e2e.helm_history()[-1]["revision"]
+    res = e2e.ci("deploy", "--env", "e2e", "--helm-major", "4", "--server-side")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    record = json.loads((e2e.out / "release.json").read_text())
+    assert (record["revision"], record["previous_revision"]) == (before + 1, before)
+    backend = e2e.kjson(
+        "get", "deployment", f"{RELEASE}-backend", "-n", NAMESPACE, "--show-managed-fields"
+    )
+    managers = {m["manager"]: m["operation"] for m in backend["metadata"]["managedFields"]}
+    assert "Apply" in managers.values(), managers
+    res = e2e.ci("smoke", "--env", "e2e", *e2e.smoke_args)
+    assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_helm4_rolls_back_a_broken_upgrade(e2e: E2E, images_json: Path) -> None:
+    """Helm 4 has no --atomic: the deploy uses --rollback-on-failure and the release recovers."""
+    frontend = next(
+        i for i in json.loads(images_json.read_text())["images"] if i["name"] == "frontend"
+    )
+    res = e2e.ci(
+        "deploy", "--env", "e2e-short", "--helm-major", "4",
+        "--set", f"backend.image.repository={frontend['repository']}",
+        "--set", f"backend.image.digest={frontend['digest']}",
+        "--set", "migration.enabled=false",
+    )  # fmt: skip
+    assert res.returncode == 1, res.stdout[-2000:]
+    assert "failed and was rolled back" in one_line_error(res)
+    history = e2e.helm_history()
+    assert history[-1]["status"] == "deployed"
+    assert history[-2]["status"] == "failed"
+    res = e2e.ci("smoke", "--env", "e2e", *e2e.smoke_args)
+    assert res.returncode == 0, res.stdout[-3000:]
