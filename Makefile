@@ -47,6 +47,7 @@ lint-python: setup
 	$(BIN)/ruff check ci tests bench
 	$(BIN)/ruff format --check ci tests bench
 	$(BIN)/mypy
+	for f in $$(grep -l '^#!/usr/bin/env python3' bench/*); do $(BIN)/mypy --strict --no-error-summary "$$f"; done
 
 lint: lint-python lint-docker lint-workflows ## Static checks: ruff, mypy, hadolint, shellcheck, actionlint, zizmor
 

@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_make_ci_local_twice(cluster_info: ClusterInfo) -> None:
     assert release["revision"] == int(str(revision)) + 1
     assert release["previous_revision"] == revision
     assert read("smoke.json")["result"] == "passed"
-    steps = [s["name"] for s in read("pipeline.json")["steps"]]  # type: ignore[index]
+    steps = [s["name"] for s in cast(list[dict[str, str]], read("pipeline.json")["steps"])]
     assert steps == ["config", "images", "chart", "deploy", "smoke"]
 
     jobs = proc.run(

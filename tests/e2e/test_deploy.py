@@ -17,21 +17,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ci import proc
 
+if TYPE_CHECKING:
+    from tests.e2e.conftest import E2E
+
 pytestmark = pytest.mark.e2e
 
-# The same names as the ``e2e`` fixture's (conftest.py); the fixture's type is E2E there.
+# The same names as the ``e2e`` fixture's (conftest.py).
 NAMESPACE = "schedule-e2e"
 RELEASE = "schedule-app"
 HOST = "schedule-e2e.local"
 PG = f"{RELEASE}-postgresql"
 BACKUP_CLAIM = f"{RELEASE}-backup"
-E2E = Any
 
 
 def one_line_error(res: proc.Result) -> str:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,16 @@ class Project:
     out: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def ci(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
+    def ci(
+        self,
+        *args: str,
+        timeout: float = 900,
+        env: Mapping[str, str] | None = None,
+        **more: str,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m ci -c ci.yaml -o OUT ARGS`` as a user would; never raises."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-        full_env = {**base, **self.env, **env}
+        full_env = {**base, **self.env, **(env or {}), **more}
         return subprocess.run(
             [
                 sys.executable,

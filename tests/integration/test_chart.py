@@ -360,6 +360,7 @@ def test_wrong_value_type_fails_lint_with_the_key(helm_bin: helm.Helm, copy: Cha
     # reported at the file and line that set the value, not at the chart's values.yaml
     at_key = [f for f in lint if f.file == f"{CHART}/values-staging.yaml"]
     assert at_key, [f.file for f in lint]
+    assert at_key[0].line is not None
     line = values.read_text().splitlines()[at_key[0].line - 1]
     assert line.strip() == "replicaCount: two"
     checked = chart.check(copy.cfg, helm_bin, [copy.env()])

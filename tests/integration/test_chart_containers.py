@@ -24,7 +24,7 @@ from ci import chart, config, helm
 from ci.errors import CiError
 
 if TYPE_CHECKING:
-    from conftest import Docker
+    from tests.integration.conftest import Docker
 
 pytestmark = pytest.mark.integration
 

@@ -213,13 +213,13 @@ def test_login_masks_the_password_and_passes_it_on_stdin(project: Project, tmp_p
         "REGISTRY_PASSWORD": secret,
         "DOCKER_CONFIG": str(docker_config),
     }
-    proc = project.ci("images", "login", **env)
+    proc = project.ci("images", "login", env=env)
     _ok(proc)
     assert proc.stdout.strip() == f"logged in to {REGISTRY} as ci-bot"
     assert secret not in proc.stdout + proc.stderr
     stored = json.loads((docker_config / "config.json").read_text(encoding="utf-8"))
     assert REGISTRY in stored["auths"]
-    actions = project.ci("images", "login", GITHUB_ACTIONS="true", **env)
+    actions = project.ci("images", "login", GITHUB_ACTIONS="true", env=env)
     _ok(actions)
     assert f"::add-mask::{secret}" in actions.stdout
 

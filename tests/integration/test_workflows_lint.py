@@ -183,7 +183,7 @@ def test_images_build_as_an_actions_step_sets_digest_outputs_and_the_summary(
 ) -> None:
     files = actions_files(tmp_path)
     env = {k: files[k] for k in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")}
-    result = project.ci("images", "build", "--push", "--builder", "docker", **env)
+    result = project.ci("images", "build", "--push", "--builder", "docker", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     recorded = project.results()
     assert recorded
