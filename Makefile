@@ -43,11 +43,14 @@ test-unit: setup ## Run the fast unit tests only (no tools or services)
 test-e2e: setup services tools base-images cluster-up ## Run the end-to-end tests on the local cluster
 	$(PYTEST) -m e2e $(PYTEST_ARGS)
 
+# The bench scripts are Python executables without a .py suffix: named one by one.
+BENCH_PY = $(shell grep -l '^#!/usr/bin/env python3' bench/*)
+
 lint-python: setup
-	$(BIN)/ruff check ci tests bench
-	$(BIN)/ruff format --check ci tests bench
+	$(BIN)/ruff check ci tests $(BENCH_PY)
+	$(BIN)/ruff format --check ci tests $(BENCH_PY)
 	$(BIN)/mypy
-	for f in $$(grep -l '^#!/usr/bin/env python3' bench/*); do $(BIN)/mypy --strict --no-error-summary "$$f"; done
+	for f in $(BENCH_PY); do $(BIN)/mypy --strict --no-error-summary "$$f"; done
 
 lint: lint-python lint-docker lint-workflows ## Static checks: ruff, mypy, hadolint, shellcheck, actionlint, zizmor
 
