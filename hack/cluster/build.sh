@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) the binaries the built-in cluster runs, from the Go module proxy, into a cache
 # shared by every clone on the machine:
-#   hack/cluster/build.sh [k8s|etcd|coredns|pause|localpath|metrics|all]
+#   hack/cluster/build.sh [k8s|etcd|coredns|pause|localpath|metrics|netpol|all]
 # The cache is keyed by version, so a second cluster-up (or a new clone) never recompiles.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -96,6 +96,18 @@ build_metrics() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_netpol() { # the NetworkPolicy agent kind runs: nftables rules plus an NFQUEUE verdict per new flow
+  local out=$cache/bin/kube-network-policies-$NETPOL_VERSION
+  [[ -x $out/kube-network-policies ]] && return 0
+  log "building kube-network-policies $NETPOL_VERSION"
+  local dir=$work/kube-network-policies-$NETPOL_VERSION m=sigs.k8s.io/kube-network-policies
+  wrapper "$dir" "$m" "$NETPOL_VERSION" </dev/null
+  # the module's command is its ./cmd package (the upstream image calls it /bin/netpol)
+  (cd "$dir" && go get "$m/cmd@$NETPOL_VERSION" &&
+    mkdir -p "$out.tmp" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/kube-network-policies" "$m/cmd")
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 build_pause() { # a static pause: sleep until a signal; no libc needed
   local out=$cache/bin/pause-1
   [[ -x $out/pause ]] && return 0
@@ -121,13 +133,15 @@ case ${1:-all} in
   pause) timed pause "$cache/bin/pause-1" ;;
   localpath) timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION" ;;
   metrics) timed metrics "$cache/bin/metrics-server-$METRICS_SERVER_VERSION" ;;
+  netpol) timed netpol "$cache/bin/kube-network-policies-$NETPOL_VERSION" ;;
   all)
     timed pause "$cache/bin/pause-1"
     timed etcd "$cache/bin/etcd-$ETCD_VERSION"
     timed coredns "$cache/bin/coredns-$COREDNS_VERSION"
     timed localpath "$cache/bin/local-path-$LOCAL_PATH_VERSION"
     timed metrics "$cache/bin/metrics-server-$METRICS_SERVER_VERSION"
+    timed netpol "$cache/bin/kube-network-policies-$NETPOL_VERSION"
     timed k8s "$cache/bin/k8s-$K8S_VERSION"
     ;;
-  *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|metrics|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [k8s|etcd|coredns|pause|localpath|metrics|netpol|all]" >&2; exit 2 ;;
 esac
