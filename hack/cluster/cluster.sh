@@ -3,9 +3,10 @@
 #   hack/cluster/cluster.sh up|down|status
 # up:     build (cached) and start etcd, the control plane, containerd (own socket, root and
 #         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage, the
-#         ingress controller and metrics-server; prints the kubeconfig path.
+#         ingress controller, metrics-server and NetworkPolicy enforcement (kube-network-policies);
+#         prints the kubeconfig path.
 # down:   stop every process it started, unmount every mount, delete its interfaces, iptables
-#         rules and state; Docker keeps working.
+#         rules, nftables tables and state; Docker keeps working.
 # status: exit 0 when the API answers and the node is Ready; prints cluster.json.
 # Settings (environment): CLUSTER_STATE (/run/schedule-ci/cluster), CLUSTER_DATA
 # (/var/lib/schedule-ci/cluster), CLUSTER_CACHE (~/.cache/schedule-ci/cluster),
@@ -34,7 +35,14 @@ DNS_IP=10.96.0.10
 ETCD_CLIENT=127.0.0.1:23790
 ETCD_PEER=127.0.0.1:23800
 REGISTRY=${CLUSTER_REGISTRY:-127.0.0.1:5000}
-FWD_CHAIN=SCI-FORWARD
+FWD_CHAIN=SCI-FORWARD   # every chain of ours starts with SCI-; down removes them all
+NETPOL_CHAIN=SCI-NETPOL
+NETPOL_QUEUE=98         # the NFQUEUE where kube-network-policies gives its verdicts
+# the ingress controller's hostPorts are bound to this address only (the portmap CNI plugin)
+INGRESS_HOST_IP=127.0.0.1
+# nftables tables kube-network-policies creates (the second only with AdminNetworkPolicy on);
+# it leaves them when it is killed, so down deletes them
+NFT_TABLES=("inet kube-network-policies" "inet kube-network-policies-dnscache")
 KBIN=$CACHE/bin/k8s-$K8S_VERSION
 ETCD=$CACHE/bin/etcd-$ETCD_VERSION/etcd
 SOCK=$STATE/containerd/containerd.sock
@@ -105,7 +113,7 @@ stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 5 
 prereqs() { # Debian packages the node runs on; installed only when a command is missing
   local -A pkg=([containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
     [iptables]=iptables [conntrack]=conntrack [openssl]=openssl [curl]=curl [gcc]=gcc
-    [debootstrap]=debootstrap [busybox]=busybox-static)
+    [debootstrap]=debootstrap [busybox]=busybox-static [nft]=nftables)
   local missing=() c
   for c in "${!pkg[@]}"; do
     if [[ $c == /* ]]; then [[ -x $c ]] || missing+=("${pkg[$c]}"); else
@@ -205,6 +213,40 @@ host_network() {
   iptables -w -A "$FWD_CHAIN" -d "$CLUSTER_CIDR" -j ACCEPT
   iptables -w -C FORWARD -j "$FWD_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$FWD_CHAIN"
   for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctl.saved"
+  netpol_queue
+}
+
+nft_queue_works() { # the kernel has nft's queue expression (CONFIG_NFT_QUEUE); --check asks the kernel
+  nft -c -f - >/dev/null 2>&1 <<EOF
+table inet sci-probe {
+  chain probe {
+    type filter hook postrouting priority 0; policy accept;
+    ip daddr 192.0.2.1 queue num $NETPOL_QUEUE bypass
+  }
+}
+EOF
+}
+
+# kube-network-policies queues the first packet of each new connection of a policy-selected pod
+# from its own nftables table, with nft's queue expression. Kernels built without it (this
+# machine's: no CONFIG_NFT_QUEUE) still have the xtables NFQUEUE target, so there the node sends
+# the same packets to the same queue from an iptables chain instead: every new connection from or
+# to a pod, taken at the same point (after DNAT, before SNAT) and with the same exceptions
+# (established flows; packets of root processes on the node: kubelet probes, hostPort forwards).
+# The agent accepts what no policy restricts. --queue-bypass: while no agent listens, packets pass
+# (NetworkPolicies unenforced, as before the add-on) instead of the pod network stopping.
+netpol_queue() {
+  if nft_queue_works; then
+    iptables -w -t mangle -X "$NETPOL_CHAIN" 2>/dev/null || true
+    return 0
+  fi
+  local ipt=(iptables -w -t mangle)
+  "${ipt[@]}" -N "$NETPOL_CHAIN" 2>/dev/null || "${ipt[@]}" -F "$NETPOL_CHAIN"
+  "${ipt[@]}" -A "$NETPOL_CHAIN" -m owner --uid-owner 0 -j RETURN
+  "${ipt[@]}" -A "$NETPOL_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  "${ipt[@]}" -A "$NETPOL_CHAIN" -s "$CLUSTER_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+  "${ipt[@]}" -A "$NETPOL_CHAIN" -d "$CLUSTER_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" --queue-bypass
+  "${ipt[@]}" -C POSTROUTING -j "$NETPOL_CHAIN" 2>/dev/null || "${ipt[@]}" -I POSTROUTING 1 -j "$NETPOL_CHAIN"
 }
 
 cni_config() {
@@ -394,12 +436,20 @@ EOF
 
 # ---------------------------------------------------------------- add-ons
 
+netpol_dns_fix() { # kernels before 6.12 race on conntrack for parallel DNS packets (netfilter bug 1766)
+  local v major minor
+  v=$(uname -r); major=${v%%.*}; minor=${v#*.}; minor=${minor%%[!0-9]*}
+  if ((major > 6 || (major == 6 && minor >= 12))); then echo false; else echo true; fi
+}
+
 render() { # render MANIFEST: fill the @PLACEHOLDERS@
   sed -e "s#@DNS_IP@#$DNS_IP#g" -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" \
     -e "s#@LOCALPATH_IMAGE@#$LOCALPATH_IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" \
     -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@INGRESS_IMAGE@#$INGRESS_IMAGE#g" \
-    -e "s#@INGRESS_LISTEN@#127.0.0.1:$INGRESS_PORT#g" \
-    -e "s#@INGRESS_TLS_LISTEN@#127.0.0.1:$INGRESS_TLS_PORT#g" -e "s#@METRICS_IMAGE@#$METRICS_IMAGE#g" \
+    -e "s#@INGRESS_HOST_IP@#$INGRESS_HOST_IP#g" -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
+    -e "s#@INGRESS_TLS_PORT@#$INGRESS_TLS_PORT#g" -e "s#@METRICS_IMAGE@#$METRICS_IMAGE#g" \
+    -e "s#@NETPOL_IMAGE@#$NETPOL_IMAGE#g" -e "s#@NETPOL_DNS_FIX@#$(netpol_dns_fix)#g" \
+    -e "s#@NETPOL_QUEUE@#$NETPOL_QUEUE#g" \
     -e "s#@METRICS_TLS_CRT@#$(base64 -w0 "$PKI/metrics-server.crt")#g" \
     -e "s#@METRICS_TLS_KEY@#$(base64 -w0 "$PKI/metrics-server.key")#g" \
     -e "s#@CA_BUNDLE@#$(base64 -w0 "$PKI/ca.crt")#g" "$here/manifests/$1"
@@ -407,7 +457,11 @@ render() { # render MANIFEST: fill the @PLACEHOLDERS@
 
 addons() {
   mkdir -p "$DATA/local-path"
-  for m in coredns.yaml local-path.yaml ingress.yaml metrics-server.yaml; do render "$m"; echo "---"; done |
+  # the policy agent first: it is on the host network, so it starts as soon as the node is Ready
+  local m
+  for m in network-policies.yaml coredns.yaml local-path.yaml ingress.yaml metrics-server.yaml; do
+    render "$m"; echo "---"
+  done |
     kubectl apply -f - >"$STATE/logs/addons.log"
 }
 
@@ -415,8 +469,16 @@ node_ready() {
   [[ $(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
 
+nft_table() { nft list table "$@" >/dev/null 2>&1; }
+
+# the agent binds its queue once its caches are synced and its rules written: from then on
+# every queued packet gets a verdict from the NetworkPolicies
+queue_bound() { awk -v q="$NETPOL_QUEUE" '$1 == q {found = 1} END {exit !found}' /proc/net/netfilter/nfnetlink_queue; }
+
 wait_addons() {
   wait_for "node $NODE_NAME Ready" 120 node_ready
+  kubectl -n kube-system rollout status ds/kube-network-policies --timeout 120s >/dev/null
+  wait_for "kube-network-policies on NFQUEUE $NETPOL_QUEUE" 60 queue_bound
   kubectl -n kube-system rollout status deploy/coredns --timeout 120s >/dev/null
   kubectl -n local-path-storage rollout status deploy/local-path-provisioner --timeout 120s >/dev/null
   kubectl -n ingress-nginx rollout status deploy/ingress-nginx-controller --timeout 120s >/dev/null
@@ -460,12 +522,13 @@ images() { # build (once) and push the cluster images; sets *_IMAGE
       localpath) LOCALPATH_IMAGE=$ref ;;
       ingress) INGRESS_IMAGE=$ref ;;
       metrics) METRICS_IMAGE=$ref ;;
+      netpol) NETPOL_IMAGE=$ref ;;
     esac
   done < <("$here/images.sh")
-  [[ -n ${METRICS_IMAGE:-} ]] || die "building the cluster images failed (see above)"
-  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\nMETRICS_IMAGE=%s\n' \
+  [[ -n ${NETPOL_IMAGE:-} ]] || die "building the cluster images failed (see above)"
+  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\nMETRICS_IMAGE=%s\nNETPOL_IMAGE=%s\n' \
     "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$INGRESS_IMAGE" "$METRICS_IMAGE" \
-    >"$STATE/images.env"
+    "$NETPOL_IMAGE" >"$STATE/images.env"
 }
 
 # ---------------------------------------------------------------- commands
@@ -574,14 +637,43 @@ iptables_cleanup() { # kube-proxy's chains, the CNI plugins' chains, ours
   for table in nat filter mangle; do
     while read -r rule; do
       eval "iptables -w -t $table ${rule/-A/-D}" 2>/dev/null || true
-    done < <(iptables -w -t "$table" -S 2>/dev/null | grep -E '^-A .*-j (CNI-|KUBE-|'"$FWD_CHAIN"')' | grep -vE '^-A (CNI-|KUBE-)')
-    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|'"$FWD_CHAIN"')/{print $2}'); do
+    done < <(iptables -w -t "$table" -S 2>/dev/null | grep -E '^-A .*-j (CNI-|KUBE-|SCI-)' | grep -vE '^-A (CNI-|KUBE-|SCI-)')
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|SCI-)/{print $2}'); do
       iptables -w -t "$table" -F "$chain" 2>/dev/null || true
     done
-    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|'"$FWD_CHAIN"')/{print $2}'); do
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '/^-N (CNI-|KUBE-|SCI-)/{print $2}'); do
       iptables -w -t "$table" -X "$chain" 2>/dev/null || true
     done
   done
+}
+
+nftables_cleanup() { # the policy agent's tables (it does not remove them when it is killed)
+  local t
+  for t in "${NFT_TABLES[@]}"; do
+    # shellcheck disable=SC2086  # "family name", two words
+    if nft_table $t; then nft delete table $t || true; fi
+  done
+  return 0
+}
+
+leftovers() { # after down: anything of ours still on the machine, one line each
+  local t p
+  for t in "${NFT_TABLES[@]}"; do
+    # shellcheck disable=SC2086
+    nft_table $t && echo "nftables table $t"
+  done
+  for t in nat filter mangle; do
+    iptables -w -t "$t" -S 2>/dev/null | grep -E '^-N (CNI-|KUBE-|SCI-)' | sed "s/^/iptables $t /"
+  done
+  for p in "$KBIN"/kube-* "$KBIN/kubelet" "$ETCD"; do
+    pgrep -f -x -- "$p( .*)?" >/dev/null && echo "process $p"
+  done
+  pgrep -f -- "containerd --config $STATE/" >/dev/null && echo "containerd of $STATE"
+  pgrep -f -- "-address $SOCK" >/dev/null && echo "containerd shim of $SOCK"
+  grep -qE " ($DATA|$STATE)(/| )" /proc/self/mountinfo && echo "mounts under $DATA or $STATE"
+  ip link show "$BRIDGE" >/dev/null 2>&1 && echo "interface $BRIDGE"
+  ip link show "$NODE_DEV" >/dev/null 2>&1 && echo "interface $NODE_DEV"
+  return 0
 }
 
 restore_sysctls() {
@@ -608,12 +700,16 @@ down() {
   timed_step shims kill_shims
   timed_step mounts unmount_all
   timed_step iptables iptables_cleanup
+  timed_step nftables nftables_cleanup
   ip link del "$BRIDGE" 2>/dev/null || true
   ip link del "$NODE_DEV" 2>/dev/null || true
   restore_sysctls
   rm -rf "$DATA" "$STATE"
   rmdir "$(dirname "$DATA")" 2>/dev/null || true
   log "down in $(since "$t0") s ($steps )"
+  local left
+  left=$(leftovers)
+  [[ -z $left ]] || { printf '%s\n' "$left" | sed 's/^/cluster: left behind: /' >&2; return 1; }
 }
 
 locked() { # one up or down at a time: a second caller waits instead of tearing down a start

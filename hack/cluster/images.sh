@@ -74,6 +74,7 @@ busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
 "$here/build.sh" coredns
 "$here/build.sh" localpath
 "$here/build.sh" metrics
+"$here/build.sh" netpol
 busybox_rootfs
 img=$here/images
 k=$cache/bin
@@ -96,3 +97,6 @@ echo "ingress=$ref"
 ref=$(build_push "$repo/metrics-server:$METRICS_SERVER_VERSION-$(ctx_hash "$img/metrics-server/Dockerfile")" \
   "$img/metrics-server" "$k/metrics-server-$METRICS_SERVER_VERSION/metrics-server")
 echo "metrics=$ref"
+ref=$(build_push "$repo/kube-network-policies:$NETPOL_VERSION-$(ctx_hash "$img/network-policies/Dockerfile")" \
+  "$img/network-policies" "$k/kube-network-policies-$NETPOL_VERSION/kube-network-policies")
+echo "netpol=$ref"
