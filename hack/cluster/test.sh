@@ -3,8 +3,10 @@
 # node Ready, CoreDNS answering, a two-replica Deployment running an image just pushed to the
 # local registry, its Service reached from another pod by DNS name, a StatefulSet PVC bound on
 # the default StorageClass, an Ingress of class nginx answering on the local ports (HTTP, TLS),
-# `kubectl top node` giving numbers and a CPU HorizontalPodAutoscaler reading a utilisation
-# (metrics-server behind the aggregation layer).
+# NetworkPolicies enforced (a pod of another namespace refused by a deny-all policy and admitted by
+# one that selects its namespace; the Ingress answering where only namespace ingress-nginx is
+# admitted), `kubectl top node` giving numbers and a CPU HorizontalPodAutoscaler reading a
+# utilisation (metrics-server behind the aggregation layer).
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +23,7 @@ NODE=$(field node_name)
 # shellcheck source=/dev/null  # written by cluster.sh at start-up
 . "$STATE/images.env"
 NS=cluster-test
+PEER_NS=$NS-peer
 TOKEN=token-$(date +%s)-$$
 IMAGE=$REGISTRY/cluster/test-web:$TOKEN
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
@@ -46,7 +49,7 @@ retry() { # retry SECONDS COMMAND...: until it succeeds
   until "$@"; do ((SECONDS < end)) || return 1; sleep 1; done
 }
 
-cleanup() { k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true; }
+cleanup() { k delete namespace "$NS" "$PEER_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 node_ready() {
@@ -87,6 +90,38 @@ pvc_bound() {
     k -n "$NS" exec store-0 -- cat /data/hello | grep -q "$TOKEN"
 }
 
+# ---- NetworkPolicy: the web pods, seen from the peer pod of another namespace and from the Ingress
+peer_reaches() {
+  k -n "$PEER_NS" exec peer -- sh -c \
+    "printf 'GET / HTTP/1.0\r\nHost: web\r\n\r\n' | nc -w 3 web.$NS.svc.cluster.local 80" | grep -q "$TOKEN"
+}
+peer_refused() { ! peer_reaches; }
+peer_reaches_unrestricted() { # before any policy: proves the refusals below come from the policies
+  k -n "$PEER_NS" wait --for=condition=Ready pod/peer --timeout 120s && retry 60 peer_reaches
+}
+
+policy() { # policy NAME POD-SELECTOR [SOURCE-NAMESPACE]: admit that namespace, or nothing at all
+  local from='[]'
+  [[ -n ${3:-} ]] && from='[{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "'$3'"}}}]}]'
+  k -n "$NS" apply -f - <<EOF
+{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "$1"},
+ "spec": {"podSelector": $2, "policyTypes": ["Ingress"], "ingress": $from}}
+EOF
+}
+
+deny_all_refuses() { # the whole namespace closed: the peer pod and the ingress controller alike
+  policy deny-all '{}' && retry 30 peer_refused && ingress_refused
+}
+
+ingress_only_admitted() { # web open to namespace ingress-nginx only: the Ingress answers, the peer not
+  policy web-from-ingress '{"matchLabels": {"app": "web"}}' ingress-nginx &&
+    retry 30 ingress_answers && peer_refused
+}
+
+namespace_admitted() { policy web-from-peer '{"matchLabels": {"app": "web"}}' "$PEER_NS" && retry 30 peer_reaches; }
+
+ingress_refused() { ! curl -fsS -m 4 -H 'Host: web.cluster-test.local' "$INGRESS_URL/" >/dev/null 2>&1; }
+
 ingress_answers() { curl -fsS -m 5 -H 'Host: web.cluster-test.local' "$INGRESS_URL/" | grep -q "$TOKEN"; }
 
 tls_secret() { # a self-signed certificate for the test host, as a kubernetes.io/tls Secret
@@ -121,7 +156,7 @@ hpa_utilisation() { # the HPA's current CPU utilisation: a number, not <unknown>
 echo "cluster checks (node $NODE, ingress $INGRESS_URL):"
 t_all=$(now)
 # a previous run's namespace may still be terminating: wait for it to go
-k delete namespace "$NS" --ignore-not-found --timeout 120s >/dev/null
+k delete namespace "$NS" "$PEER_NS" --ignore-not-found --timeout 120s >/dev/null
 check "node Ready" retry 60 node_ready
 check "image pushed to the local registry" push_image
 check "workloads applied" apply_workloads
@@ -133,6 +168,10 @@ check "StatefulSet PVC Bound (default StorageClass)" pvc_bound
 check "Ingress (class nginx) answers on $INGRESS_URL" retry 60 ingress_answers
 check "TLS Secret added to the Ingress" tls_secret
 check "Ingress TLS answers on $TLS_URL" retry 60 ingress_tls_answers
+check "pod of another namespace reaches web (no policy)" peer_reaches_unrestricted
+check "NetworkPolicy deny-all refuses it and the Ingress" deny_all_refuses
+check "Ingress answers with only ingress-nginx admitted" ingress_only_admitted
+check "NetworkPolicy selecting its namespace admits it" namespace_admitted
 check "kubectl top node returns numbers" retry 60 top_node
 check "HPA on CPU reports a current utilisation" retry 150 hpa_utilisation
 printf 'checks took %.1f s; cluster start took %s s (recorded in %s)\n' \
