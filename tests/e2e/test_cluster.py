@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -204,6 +207,181 @@ def test_hpa_reads_cpu_utilisation(cluster_info: ClusterInfo) -> None:
         print(f"HPA: CPU at {utilisation}% of the request after {time.monotonic() - started:.0f} s")
     finally:
         proc.run((*delete, "--wait=false"), timeout=60, check=False)
+
+
+# ------------------------------------------------------------ NetworkPolicy enforcement
+
+POLICY_SERVER_NS = "cluster-e2e-netpol"
+POLICY_CLIENT_NS = "cluster-e2e-netpol-peer"
+POLICY_HOST = "netpol.cluster-e2e.local"
+POLICY_BODY = "netpol-e2e-web"
+
+
+def policy_workloads(image: str) -> str:
+    """A web pod with a Service and an Ingress in one namespace, a client pod in another."""
+    web_labels = {"app": "web"}
+    objects: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": POLICY_SERVER_NS}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": POLICY_CLIENT_NS}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": POLICY_SERVER_NS, "labels": web_labels},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": image,
+                        "command": [
+                            "sh",
+                            "-c",
+                            f"mkdir -p /www && echo {POLICY_BODY} > /www/index.html"
+                            " && exec httpd -f -p 8080 -h /www",
+                        ],
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/", "port": 8080},
+                            "periodSeconds": 1,
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": POLICY_SERVER_NS},
+            "spec": {"selector": web_labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": POLICY_SERVER_NS},
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [
+                    {
+                        "host": POLICY_HOST,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client", "namespace": POLICY_CLIENT_NS},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "client", "image": image, "command": ["sleep", "3600"]}],
+            },
+        },
+    ]
+    return "\n".join(json.dumps(obj) for obj in objects)
+
+
+def network_policy(name: str, pod_selector: Mapping[str, object], source_ns: str | None) -> str:
+    """An Ingress policy: admit the pods of ``source_ns``, or nothing when it is None."""
+    rules: list[dict[str, object]] = []
+    if source_ns is not None:
+        selector = {"matchLabels": {"kubernetes.io/metadata.name": source_ns}}
+        rules = [{"from": [{"namespaceSelector": selector}]}]
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": POLICY_SERVER_NS},
+        "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"], "ingress": rules},
+    }
+    return json.dumps(policy)
+
+
+class PolicyLab:
+    """The workloads of the NetworkPolicy tests and the two ways of reaching the web pod."""
+
+    def __init__(self, info: ClusterInfo) -> None:
+        self.info = info
+        self.kubectl = (info.kubectl, "--kubeconfig", str(info.kubeconfig))
+
+    def apply(self, text: str) -> None:
+        proc.run((*self.kubectl, "apply", "-f", "-"), input=text, timeout=60)
+
+    def client_reaches_web(self) -> bool:
+        """HTTP from the client pod to the web Service by DNS name (nc: busybox wget crashes)."""
+        request = "printf 'GET / HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n'"
+        target = f"web.{POLICY_SERVER_NS}.svc.cluster.local 80"
+        argv = (*self.kubectl, "-n", POLICY_CLIENT_NS, "exec", "client", "--")
+        shell = f"{request} | nc -w 3 {target}"
+        result = proc.run((*argv, "sh", "-c", shell), timeout=30, check=False)
+        return POLICY_BODY in result.stdout
+
+    def ingress_reaches_web(self) -> bool:
+        """HTTP through the ingress controller's local port, as the smoke checks go."""
+        request = urllib.request.Request(f"{self.info.ingress_url}/", headers={"Host": POLICY_HOST})
+        try:
+            with urllib.request.urlopen(request, timeout=4) as response:
+                return POLICY_BODY in response.read().decode()
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+def eventually(check: Callable[[], bool], want: bool, seconds: float = 45) -> bool:
+    """Poll ``check`` until it returns ``want``: policies take effect asynchronously."""
+    deadline = time.monotonic() + seconds
+    while check() != want:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+@pytest.fixture
+def policy_lab(cluster_info: ClusterInfo) -> Iterator[PolicyLab]:
+    if cluster_info.provider != "builtin":
+        pytest.skip("NetworkPolicy enforcement is checked on the built-in cluster")
+    lab = PolicyLab(cluster_info)
+    namespaces = ("namespace", POLICY_SERVER_NS, POLICY_CLIENT_NS, "--ignore-not-found")
+    proc.run((*lab.kubectl, "delete", *namespaces, "--timeout", "120s"), timeout=150)
+    lab.apply(policy_workloads(cluster_images(cluster_info)["BUSYBOX_IMAGE"]))
+    try:
+        for ns, pod in ((POLICY_SERVER_NS, "web"), (POLICY_CLIENT_NS, "client")):
+            wait = ("-n", ns, "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout", "120s")
+            proc.run((*lab.kubectl, *wait), timeout=150)
+        # without a policy both ways are open: a refusal below can only come from a policy
+        assert eventually(lab.client_reaches_web, True), "client pod cannot reach web at all"
+        assert eventually(lab.ingress_reaches_web, True), "the Ingress does not reach web at all"
+        yield lab
+    finally:
+        proc.run((*lab.kubectl, "delete", *namespaces, "--wait=false"), timeout=60, check=False)
+
+
+@e2e
+def test_network_policy_admits_only_selected_namespaces(policy_lab: PolicyLab) -> None:
+    """deny-all refuses a pod of another namespace; a policy selecting its namespace admits it."""
+    policy_lab.apply(network_policy("deny-all", {}, None))
+    assert eventually(policy_lab.client_reaches_web, False), "deny-all did not refuse the client"
+    web = {"matchLabels": {"app": "web"}}
+    policy_lab.apply(network_policy("web-from-peer", web, POLICY_CLIENT_NS))
+    assert eventually(policy_lab.client_reaches_web, True), "the namespace selector did not admit"
+
+
+@e2e
+def test_ingress_answers_where_only_ingress_nginx_is_admitted(policy_lab: PolicyLab) -> None:
+    """The ingress controller's traffic comes from namespace ingress-nginx, as the chart expects."""
+    policy_lab.apply(network_policy("deny-all", {}, None))
+    assert eventually(policy_lab.ingress_reaches_web, False), "deny-all did not refuse the Ingress"
+    web = {"matchLabels": {"app": "web"}}
+    policy_lab.apply(network_policy("web-from-ingress", web, "ingress-nginx"))
+    assert eventually(policy_lab.ingress_reaches_web, True), "ingress-nginx was not admitted"
+    assert not policy_lab.client_reaches_web(), "ingress-nginx's policy admitted another namespace"
 
 
 # ------------------------------------------------------------ provider selection (no cluster)
