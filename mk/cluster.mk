@@ -11,7 +11,7 @@ cluster-down: ## Stop the local cluster and remove its processes, mounts, interf
 cluster-status: ## Show whether the local cluster runs (exit 1 if not)
 	hack/cluster/cluster.sh status
 
-cluster-test: ## Check the running cluster: node, DNS, registry image, Service, PVC, Ingress, metrics
+cluster-test: ## Check the running cluster: node, DNS, registry image, Service, PVC, Ingress, NetworkPolicy, metrics
 	hack/cluster/test.sh
 
 cluster-bench: ## Print cold and warm start times of the local cluster

@@ -457,9 +457,10 @@ render() { # render MANIFEST: fill the @PLACEHOLDERS@
 
 addons() {
   mkdir -p "$DATA/local-path"
-  # the policy agent first: it is on the host network, so it starts as soon as the node is Ready
+  # metrics-server first: it is the last to be ready (two scrapes 10 s apart after it starts), so
+  # its pod gets the first image pull and sandbox; then the policy agent, before the workloads
   local m
-  for m in network-policies.yaml coredns.yaml local-path.yaml ingress.yaml metrics-server.yaml; do
+  for m in metrics-server.yaml network-policies.yaml coredns.yaml local-path.yaml ingress.yaml; do
     render "$m"; echo "---"
   done |
     kubectl apply -f - >"$STATE/logs/addons.log"
