@@ -34,6 +34,8 @@ RELEASE = "schedule-app"
 HOST = "schedule-e2e.local"
 PG = f"{RELEASE}-postgresql"
 BACKUP_CLAIM = f"{RELEASE}-backup"
+#: The label the chart's NetworkPolicies admit to the databases.
+RELEASE_POD = {"app.kubernetes.io/instance": RELEASE}
 
 
 def one_line_error(res: proc.Result) -> str:
@@ -173,6 +175,32 @@ def test_every_service_port_is_served(e2e: E2E) -> None:
             "exec", "-n", NAMESPACE, f"{mq}-0", "--", "bash", "-c", probe, check=False
         )
         assert res.returncode == 0, f"{mq} port {port['name']}: {res.stderr}"
+
+
+def probe_postgres(e2e: E2E, image: str, namespace: str, labels: dict[str, str]) -> str:
+    """``reached`` or ``refused``: a TCP connect to PostgreSQL from a pod with ``labels``."""
+    target = f"{PG}.{NAMESPACE}.svc/5432"
+    connect = f"timeout 5 bash -c 'exec 3<>/dev/tcp/{target}'"
+    script = f"if {connect}; then echo reached; else echo refused; fi"
+    pod = {
+        "apiVersion": "v1",
+        "metadata": {"labels": labels},
+        "spec": restricted_pod_spec("probe", image, script),
+    }
+    res = e2e.kubectl(
+        "run", "probe", "-n", namespace, "--rm", "-i", "--quiet", "--restart=Never",
+        f"--image={image}", f"--overrides={json.dumps(pod)}", timeout=180,
+    )  # fmt: skip
+    return res.stdout.strip()
+
+
+def test_network_policies_keep_the_database_to_the_release(e2e: E2E, images_json: Path) -> None:
+    """The chart's NetworkPolicies, enforced: PostgreSQL answers the release's pods only."""
+    dbtools = next(
+        i for i in json.loads(images_json.read_text())["images"] if i["name"] == "dbtools"
+    )
+    assert probe_postgres(e2e, dbtools["ref"], NAMESPACE, RELEASE_POD) == "reached"
+    assert probe_postgres(e2e, dbtools["ref"], NAMESPACE, {"app": "stranger"}) == "refused"
 
 
 def test_second_deploy_without_changes_upgrades_cleanly(e2e: E2E) -> None:
@@ -364,7 +392,7 @@ def kubectl_apply(e2e: E2E, obj: dict[str, Any]) -> None:
 
 def restore_job(image: str, dump: str) -> dict[str, Any]:
     """A Job (Pod Security restricted) that loads ``dump`` into the database ``restored``."""
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "PGHOST", "value": PG},
         {"name": "PGUSER", "value": "schedule"},
         {"name": "PGDATABASE", "value": "restored"},
@@ -374,48 +402,52 @@ def restore_job(image: str, dump: str) -> dict[str, Any]:
         },
     ]
     script = f"gunzip -c {dump} | psql -v ON_ERROR_STOP=1 -q"
+    spec = restricted_pod_spec("restore", image, script, env=env)
+    spec["containers"][0]["volumeMounts"] = [
+        {"name": "backups", "mountPath": "/backups", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    spec["volumes"] = [
+        {"name": "backups", "persistentVolumeClaim": {"claimName": BACKUP_CLAIM}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "restore-e2e", "namespace": NAMESPACE},
+        # The release's instance label: the chart's NetworkPolicy admits only the release's
+        # pods to PostgreSQL, so a restore runs as one of them.
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "restore",
-                            "image": image,
-                            "command": ["bash", "-c", script],
-                            "env": env,
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": True,
-                            },
-                            "volumeMounts": [
-                                {"name": "backups", "mountPath": "/backups", "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {
-                            "name": "backups",
-                            "persistentVolumeClaim": {"claimName": BACKUP_CLAIM},
-                        },
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                }
-            },
+            "template": {"metadata": {"labels": RELEASE_POD}, "spec": spec},
         },
+    }
+
+
+def restricted_pod_spec(
+    name: str, image: str, script: str, env: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A one-container pod spec running ``bash -c script`` that Pod Security restricted admits."""
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "command": ["bash", "-c", script],
+        "env": env or [],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+    }
+    return {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
     }
 
 
