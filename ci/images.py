@@ -925,11 +925,17 @@ def ensure_buildkit(
     )
     if not _buildx_ready(buildx, builder):
         logfile = socket.parent / "buildkitd.log"
-        log = logfile.read_text(encoding="utf-8", errors="replace") if logfile.exists() else ""
         raise EnvironmentNotReady(
             f"buildx builder '{builder}' at unix://{socket} did not start (log: {logfile})",
-            detail=proc.tail(log),
+            detail=_log_tail(logfile),
         )
+
+
+def _log_tail(logfile: Path) -> str:
+    """The end of the daemon's log, for an error; empty when it wrote none."""
+    if not logfile.exists():
+        return ""
+    return proc.tail(logfile.read_text(encoding="utf-8", errors="replace"))
 
 
 def socket_alive(path: Path, timeout: float = 2.0) -> bool:
@@ -955,15 +961,13 @@ def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
         time.sleep(0.2)
     raise EnvironmentNotReady(
         f"buildkitd did not create {socket} within {timeout:g}s",
-        detail=proc.tail(logfile.read_text(encoding="utf-8", errors="replace")),
+        detail=_log_tail(logfile),
     )
 
 
 def _buildx_builder(cfg: Config, out_dir: Path, base_refs: Sequence[str]) -> BuildxBuilder:
     """The buildx builder, with its BuildKit daemon running; raises when it cannot be."""
     buildx = tools.require("buildx").path
-    if not socket_alive(BUILDKIT_SOCKET):
-        tools.require("buildkitd")
     hosts = [split_reference(r)[0] for r in base_refs]
     hosts = [h for h in [cfg.registry.host, *hosts] if is_loopback(h)]
     if cfg.registry.insecure:
