@@ -76,12 +76,10 @@ def test_make_ci_local_twice(cluster_info: ClusterInfo) -> None:
     assert hooks == [], f"completed hook Jobs left behind: {hooks}"
 
 
-def test_backend_hpa_reads_cpu_utilisation(cluster_info: ClusterInfo) -> None:
+def test_backend_hpa_reads_cpu_utilisation(builtin_cluster: ClusterInfo) -> None:
     """The chart's HPA on backend CPU gets a measured utilisation from metrics-server."""
-    if cluster_info.provider != "builtin":
-        pytest.skip("metrics-server is a built-in cluster add-on")
     argv = (
-        cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig),
+        builtin_cluster.kubectl, "--kubeconfig", str(builtin_cluster.kubeconfig),
         "get", "hpa", "schedule-app-backend", "-n", NAMESPACE, "-o", "json",
     )  # fmt: skip
     deadline = time.monotonic() + 120

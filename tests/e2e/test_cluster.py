@@ -51,10 +51,8 @@ def test_node_is_ready(cluster_info: ClusterInfo) -> None:
 
 
 @e2e
-def test_default_storage_class_and_ingress_class(cluster_info: ClusterInfo) -> None:
-    if cluster_info.provider != "builtin":
-        pytest.skip("add-ons are the built-in cluster's")
-    classes = kubectl_json(cluster_info, "get", "storageclass")["items"]
+def test_default_storage_class_and_ingress_class(builtin_cluster: ClusterInfo) -> None:
+    classes = kubectl_json(builtin_cluster, "get", "storageclass")["items"]
     assert isinstance(classes, list)
     defaults = [
         c["metadata"]["name"]
@@ -62,8 +60,8 @@ def test_default_storage_class_and_ingress_class(cluster_info: ClusterInfo) -> N
         if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
         == "true"
     ]
-    assert defaults == [cluster_info.storage_class]
-    ingress = kubectl_json(cluster_info, "get", "ingressclass", "nginx")
+    assert defaults == [builtin_cluster.storage_class]
+    ingress = kubectl_json(builtin_cluster, "get", "ingressclass", "nginx")
     assert ingress["spec"] == {"controller": "k8s.io/ingress-nginx"}
 
 
@@ -75,10 +73,8 @@ def test_cli_status_prints_the_kubeconfig(cluster_info: ClusterInfo) -> None:
 
 
 @e2e
-def test_end_to_end_checks_pass(cluster_info: ClusterInfo) -> None:
+def test_end_to_end_checks_pass(builtin_cluster: ClusterInfo) -> None:
     """DNS, a registry image on two replicas, Service by DNS name, PVC, Ingress (test.sh)."""
-    if cluster_info.provider != "builtin":
-        pytest.skip("hack/cluster/test.sh checks the built-in cluster")
     script = ROOT / "hack" / "cluster" / "test.sh"
     result = proc.run(("bash", str(script)), timeout=900, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -97,16 +93,14 @@ TOP_NODE = re.compile(r"^(\S+) +(\d+)m +(\d+)% +(\d+)Mi +(\d+)%$")
 
 
 @e2e
-def test_kubectl_top_node_reports_usage(cluster_info: ClusterInfo) -> None:
+def test_kubectl_top_node_reports_usage(builtin_cluster: ClusterInfo) -> None:
     """metrics-server answers through the aggregation layer with the node's real usage."""
-    if cluster_info.provider != "builtin":
-        pytest.skip("metrics-server is a built-in cluster add-on")
-    service = kubectl_json(cluster_info, "get", "apiservice", "v1beta1.metrics.k8s.io")
+    service = kubectl_json(builtin_cluster, "get", "apiservice", "v1beta1.metrics.k8s.io")
     status = service["status"]
     assert isinstance(status, dict)
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Available"] == "True"
-    argv = (cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig), "top", "node")
+    argv = (builtin_cluster.kubectl, "--kubeconfig", str(builtin_cluster.kubeconfig), "top", "node")
     deadline = time.monotonic() + 60
     while True:
         result = proc.run((*argv, "--no-headers"), timeout=30, check=False)
@@ -116,7 +110,7 @@ def test_kubectl_top_node_reports_usage(cluster_info: ClusterInfo) -> None:
         time.sleep(2)
     assert match, result.stdout + result.stderr
     node, cpu_millis, _, memory_mib, _ = match.groups()
-    assert node == cluster_info.node_name
+    assert node == builtin_cluster.node_name
     assert int(cpu_millis) > 0
     assert int(memory_mib) > 0
 
@@ -177,21 +171,19 @@ def hpa_manifest(image: str) -> str:
 
 
 @e2e
-def test_hpa_reads_cpu_utilisation(cluster_info: ClusterInfo) -> None:
+def test_hpa_reads_cpu_utilisation(builtin_cluster: ClusterInfo) -> None:
     """The controller-manager gets pod CPU from metrics.k8s.io: a number, not <unknown>."""
-    if cluster_info.provider != "builtin":
-        pytest.skip("metrics-server is a built-in cluster add-on")
-    kubectl = (cluster_info.kubectl, "--kubeconfig", str(cluster_info.kubeconfig))
+    kubectl = (builtin_cluster.kubectl, "--kubeconfig", str(builtin_cluster.kubeconfig))
     delete = (*kubectl, "delete", "namespace", HPA_NAMESPACE, "--ignore-not-found")
     proc.run((*delete, "--timeout", "120s"), timeout=150)
-    image = cluster_images(cluster_info)["BUSYBOX_IMAGE"]
+    image = cluster_images(builtin_cluster)["BUSYBOX_IMAGE"]
     try:
         proc.run((*kubectl, "apply", "-f", "-"), input=hpa_manifest(image), timeout=60)
         started = time.monotonic()
         deadline = started + 180
         utilisation = None
         while utilisation is None and time.monotonic() < deadline:
-            hpa = kubectl_json(cluster_info, "-n", HPA_NAMESPACE, "get", "hpa", "spin")
+            hpa = kubectl_json(builtin_cluster, "-n", HPA_NAMESPACE, "get", "hpa", "spin")
             status = hpa.get("status", {})
             assert isinstance(status, dict)
             # until it has a measurement the controller lists an empty metric ("<unknown>")
@@ -344,9 +336,8 @@ def eventually(check: Callable[[], bool], want: bool, seconds: float = 45) -> bo
 
 
 @pytest.fixture
-def policy_lab(cluster_info: ClusterInfo) -> Iterator[PolicyLab]:
-    if cluster_info.provider != "builtin":
-        pytest.skip("NetworkPolicy enforcement is checked on the built-in cluster")
+def policy_lab(builtin_cluster: ClusterInfo) -> Iterator[PolicyLab]:
+    cluster_info = builtin_cluster
     lab = PolicyLab(cluster_info)
     namespaces = ("namespace", POLICY_SERVER_NS, POLICY_CLIENT_NS, "--ignore-not-found")
     proc.run((*lab.kubectl, "delete", *namespaces, "--timeout", "120s"), timeout=150)
