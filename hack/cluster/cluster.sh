@@ -445,9 +445,7 @@ netpol_dns_fix() { # kernels before 6.12 race on conntrack for parallel DNS pack
 render() { # render MANIFEST: fill the @PLACEHOLDERS@
   sed -e "s#@DNS_IP@#$DNS_IP#g" -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" \
     -e "s#@LOCALPATH_IMAGE@#$LOCALPATH_IMAGE#g" -e "s#@BUSYBOX_IMAGE@#$BUSYBOX_IMAGE#g" \
-    -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@INGRESS_IMAGE@#$INGRESS_IMAGE#g" \
-    -e "s#@INGRESS_HOST_IP@#$INGRESS_HOST_IP#g" -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
-    -e "s#@INGRESS_TLS_PORT@#$INGRESS_TLS_PORT#g" -e "s#@METRICS_IMAGE@#$METRICS_IMAGE#g" \
+    -e "s#@LOCALPATH_DIR@#$DATA/local-path#g" -e "s#@METRICS_IMAGE@#$METRICS_IMAGE#g" \
     -e "s#@NETPOL_IMAGE@#$NETPOL_IMAGE#g" -e "s#@NETPOL_DNS_FIX@#$(netpol_dns_fix)#g" \
     -e "s#@NETPOL_QUEUE@#$NETPOL_QUEUE#g" \
     -e "s#@METRICS_TLS_CRT@#$(base64 -w0 "$PKI/metrics-server.crt")#g" \
@@ -460,11 +458,22 @@ addons() {
   # metrics-server first: it is the last to be ready (two scrapes 10 s apart after it starts), so
   # its pod gets the first image pull and sandbox; then the policy agent, before the workloads
   local m
-  for m in metrics-server.yaml network-policies.yaml coredns.yaml local-path.yaml ingress.yaml; do
+  for m in metrics-server.yaml network-policies.yaml coredns.yaml local-path.yaml; do
     render "$m"; echo "---"
   done |
     kubectl apply -f - >"$STATE/logs/addons.log"
 }
+
+# platform up|wait|down: the ingress controller and the platform add-ons (CLUSTER_ADDONS selects
+# which) live in addons.sh, which gets what it needs to know of this cluster from the environment
+platform() {
+  CLUSTER_STATE=$STATE CLUSTER_DATA=$DATA CLUSTER_CACHE=$CACHE CLUSTER_REGISTRY=$REGISTRY \
+    CLUSTER_KUBECTL=$KBIN/kubectl CLUSTER_KUBECONFIG=$KUBECONFIG_ADMIN CLUSTER_PKI=$PKI \
+    CLUSTER_INGRESS_PORT=$INGRESS_PORT CLUSTER_INGRESS_TLS_PORT=$INGRESS_TLS_PORT \
+    CLUSTER_INGRESS_HOST_IP=$INGRESS_HOST_IP "$here/addons.sh" "$1" 9>&-
+}
+
+platform_down() { platform down || log "addons.sh down failed; removing the rest anyway"; }
 
 node_ready() {
   [[ $(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
@@ -482,10 +491,6 @@ wait_addons() {
   wait_for "kube-network-policies on NFQUEUE $NETPOL_QUEUE" 60 queue_bound
   kubectl -n kube-system rollout status deploy/coredns --timeout 120s >/dev/null
   kubectl -n local-path-storage rollout status deploy/local-path-provisioner --timeout 120s >/dev/null
-  kubectl -n ingress-nginx rollout status deploy/ingress-nginx-controller --timeout 120s >/dev/null
-  # the controller answers 404 on unknown hosts once NGINX has its configuration
-  wait_for "ingress on 127.0.0.1:$INGRESS_PORT" 60 \
-    bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$INGRESS_PORT/ | grep -q 404"
   # Available once metrics-server is Ready, which takes two kubelet scrapes (10 s apart)
   kubectl wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 120s >/dev/null
 }
@@ -521,14 +526,13 @@ images() { # build (once) and push the cluster images; sets *_IMAGE
       coredns) COREDNS_IMAGE=$ref ;;
       busybox) BUSYBOX_IMAGE=$ref ;;
       localpath) LOCALPATH_IMAGE=$ref ;;
-      ingress) INGRESS_IMAGE=$ref ;;
       metrics) METRICS_IMAGE=$ref ;;
       netpol) NETPOL_IMAGE=$ref ;;
     esac
   done < <("$here/images.sh")
   [[ -n ${NETPOL_IMAGE:-} ]] || die "building the cluster images failed (see above)"
-  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nINGRESS_IMAGE=%s\nMETRICS_IMAGE=%s\nNETPOL_IMAGE=%s\n' \
-    "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$INGRESS_IMAGE" "$METRICS_IMAGE" \
+  printf 'PAUSE_IMAGE=%s\nCOREDNS_IMAGE=%s\nBUSYBOX_IMAGE=%s\nLOCALPATH_IMAGE=%s\nMETRICS_IMAGE=%s\nNETPOL_IMAGE=%s\n' \
+    "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$BUSYBOX_IMAGE" "$LOCALPATH_IMAGE" "$METRICS_IMAGE" \
     "$NETPOL_IMAGE" >"$STATE/images.env"
 }
 
@@ -576,7 +580,9 @@ up() {
   start_kubelet
   start_proxy
   addons
+  platform up  # the ingress (Traefik) and the platform add-ons: hack/cluster/addons.sh
   wait_addons
+  platform wait
   ts=$(since "$t"); log "node and add-ons ready ($ts s)"
   write_state "$(since "$t0")"
   printf '%s %s total=%s build=%s images=%s start=%s\n' "$(date -u +%FT%TZ)" "$kind" \
@@ -693,6 +699,7 @@ timed_step() { # timed_step LABEL COMMAND...: run it and add "LABEL Ns" to $step
 down() {
   local t0 steps=""
   t0=$(now)
+  timed_step addons platform_down
   timed_step kubelet stop kubelet kube-proxy
   timed_step control-plane stop kube-scheduler kube-controller-manager kube-apiserver
   timed_step etcd stop etcd

@@ -70,6 +70,9 @@ busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
   chmod 1777 "$out/tmp"
 }
 
+# sourced (by addons.sh): only the functions above
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 "$here/build.sh" pause
 "$here/build.sh" coredns
 "$here/build.sh" localpath
@@ -92,8 +95,6 @@ ref=$(build_push "$repo/local-path-provisioner:$LOCAL_PATH_VERSION" "$img/local-
 echo "localpath=$ref"
 ref=$(debian_base)
 echo "debian=$ref"
-ref=$(build_push "$repo/ingress-nginx:$(ctx_hash "$img/ingress/Dockerfile" "$img/ingress/controller.py")" "$img/ingress")
-echo "ingress=$ref"
 ref=$(build_push "$repo/metrics-server:$METRICS_SERVER_VERSION-$(ctx_hash "$img/metrics-server/Dockerfile")" \
   "$img/metrics-server" "$k/metrics-server-$METRICS_SERVER_VERSION/metrics-server")
 echo "metrics=$ref"
