@@ -22,67 +22,10 @@ from typing import Any
 import yaml
 
 from ci import helm as helmcmd
-from ci import proc
-from ci.config import Config, Environment
+from ci import policy, proc, validate
+from ci.config import Config, Environment, read_yaml_with_lines
 from ci.errors import ChartError, ConfigError, Location
-
-#: Severities; only errors make a check fail.
-ERROR = "error"
-WARNING = "warning"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One rendered object and the template it came from (``schedule-app/templates/x.yaml``)."""
-
-    source: str
-    obj: dict[str, Any]
-    #: The document as Helm printed it (without the ``---`` line).
-    text: str = ""
-
-    @property
-    def kind(self) -> str:
-        return str(self.obj.get("kind", ""))
-
-    @property
-    def name(self) -> str:
-        meta = self.obj.get("metadata") or {}
-        return str(meta.get("name", "")) if isinstance(meta, dict) else ""
-
-    @property
-    def ref(self) -> str:
-        """``Kind/name``, how messages name the object."""
-        return f"{self.kind}/{self.name}"
-
-
-@dataclass(frozen=True)
-class Issue:
-    """A problem with one rendered object, before it is tied to an environment and a file.
-
-    ``needle`` is text to look for in the template to find the line (a container name, a key).
-    """
-
-    manifest: Manifest
-    rule: str
-    message: str
-    severity: str = ERROR
-    needle: str | None = None
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem a person fixes in ``file`` (relative to the project root)."""
-
-    rule: str
-    message: str
-    file: str
-    line: int | None = None
-    env: str | None = None
-    severity: str = ERROR
-
-    @property
-    def location(self) -> Location:
-        return Location(self.file, self.line)
+from ci.manifests import ERROR, WARNING, Finding, Issue, Manifest, parse_manifests
 
 
 @dataclass
@@ -143,28 +86,6 @@ def template_path(cfg: Config, source: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- rendering
-
-_SOURCE = re.compile(r"^# Source: (\S+)\s*$", re.MULTILINE)
-_DOC_SPLIT = re.compile(r"^---[ \t]*$", re.MULTILINE)
-
-
-def parse_manifests(text: str) -> tuple[Manifest, ...]:
-    """Split ``helm template`` output into objects, each with the template it came from."""
-    out: list[Manifest] = []
-    for chunk in _DOC_SPLIT.split(text):
-        match = _SOURCE.search(chunk)
-        try:
-            obj = yaml.safe_load(chunk)
-        except yaml.YAMLError as exc:
-            where = match.group(1) if match else "rendered output"
-            raise ChartError(f"{where}: rendered YAML does not parse: {exc}") from None
-        if obj is None:
-            continue
-        source = match.group(1) if match else "unknown"
-        if not isinstance(obj, dict):
-            raise ChartError(f"{source}: rendered document is not a mapping")
-        out.append(Manifest(source, obj, chunk.strip("\n") + "\n"))
-    return tuple(out)
 
 
 def render(
@@ -316,8 +237,6 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def _key_line(path: Path, key: tuple[str | int, ...]) -> int | None:
-    from ci.config import read_yaml_with_lines
-
     try:
         _data, lines = read_yaml_with_lines(path)
     except ConfigError:
@@ -401,8 +320,6 @@ def to_findings(cfg: Config, env: str, issues: Iterable[Issue]) -> list[Finding]
 
 def validate_env(cfg: Config, rendered: Rendered) -> Report:
     """Schema validation of one environment's objects."""
-    from ci import validate
-
     started = time.monotonic()
     schemas = validate.SchemaSet.load(cfg.chart.kubernetes_version, cfg.chart.crds)
     issues = validate.validate(rendered.manifests, schemas)
@@ -413,8 +330,6 @@ def validate_env(cfg: Config, rendered: Rendered) -> Report:
 
 def policy_env(cfg: Config, rendered: Rendered) -> Report:
     """Policy rules on one environment's objects."""
-    from ci import policy
-
     started = time.monotonic()
     findings = to_findings(cfg, rendered.env, policy.evaluate(rendered.manifests))
     count = {rendered.env: len(rendered.manifests)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ci.chart import ERROR, WARNING, Issue, Manifest
+from ci.manifests import ERROR, WARNING, Issue, Manifest
 
 Rule = Callable[[Manifest, "Context"], Iterator[Issue]]
 

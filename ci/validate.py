@@ -28,8 +28,8 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
-from ci.chart import ERROR, Issue, Manifest
 from ci.errors import ConfigError, Location
+from ci.manifests import ERROR, Issue, Manifest
 
 #: Rule ids.
 RULE_SCHEMA = "K8S001"

@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from ci import chart, config, helm
-from ci.chart import Finding, Rendered
+from ci.chart import Rendered
 from ci.config import Config, Environment
 from ci.errors import CiError
+from ci.manifests import Finding, parse_manifests
 
 pytestmark = pytest.mark.integration
 
@@ -308,7 +309,7 @@ def test_render_writes_one_file_per_template_or_one_file(
     names = {p.name for p in files}
     assert {"backend-deployment.yaml", "postgresql.yaml", "migration-job.yaml"} <= names
     assert all(p.parent.name in {"templates", "tests"} for p in files)
-    again = [m for p in files for m in chart.parse_manifests(p.read_text())]
+    again = [m for p in files for m in parse_manifests(p.read_text())]
     assert sorted(m.ref for m in again) == sorted(m.ref for m in rendered.manifests)
     (single,) = chart.write_rendered(rendered, tmp_path / "all.yaml")
     assert single.read_text() == rendered.text

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ci import policy
-from ci.chart import Manifest
+from ci.manifests import Manifest
 
 
 def container(name: str = "app", **extra: Any) -> dict[str, Any]:

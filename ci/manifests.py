@@ -1,0 +1,102 @@
+"""Rendered Kubernetes objects and the problems found in them: the types every check shares.
+
+Why a module of its own: the chart step, schema validation, the policy rules and the deploy
+diff all read the same ``helm template`` / ``helm get manifest`` output. One parser turns it
+into ``Manifest`` objects, and the problem types live next to it, so none of those modules has
+to import another to share them. It imports nothing from ``ci`` but the errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ci.errors import ChartError, Location
+
+#: Severities; only errors make a check fail.
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One rendered object and the template it came from (``schedule-app/templates/x.yaml``)."""
+
+    source: str
+    obj: dict[str, Any]
+    #: The document as Helm printed it (without the ``---`` line).
+    text: str = ""
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        return str(meta.get("name", "")) if isinstance(meta, dict) else ""
+
+    @property
+    def ref(self) -> str:
+        """``Kind/name``, how messages name the object."""
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem with one rendered object, before it is tied to an environment and a file.
+
+    ``needle`` is text to look for in the template to find the line (a container name, a key).
+    """
+
+    manifest: Manifest
+    rule: str
+    message: str
+    severity: str = ERROR
+    needle: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem a person fixes in ``file`` (relative to the project root)."""
+
+    rule: str
+    message: str
+    file: str
+    line: int | None = None
+    env: str | None = None
+    severity: str = ERROR
+
+    @property
+    def location(self) -> Location:
+        return Location(self.file, self.line)
+
+
+_SOURCE = re.compile(r"^# Source: (\S+)\s*$", re.MULTILINE)
+_DOC_SPLIT = re.compile(r"^---[ \t]*$", re.MULTILINE)
+
+
+def parse_manifests(text: str) -> tuple[Manifest, ...]:
+    """Split Helm's manifest output into objects, each with the template it came from.
+
+    Empty documents are skipped; a document that does not parse or is not a mapping is an
+    error naming its template, since Helm itself could not apply it.
+    """
+    out: list[Manifest] = []
+    for chunk in _DOC_SPLIT.split(text):
+        match = _SOURCE.search(chunk)
+        try:
+            obj = yaml.safe_load(chunk)
+        except yaml.YAMLError as exc:
+            where = match.group(1) if match else "rendered output"
+            raise ChartError(f"{where}: rendered YAML does not parse: {exc}") from None
+        if obj is None:
+            continue
+        source = match.group(1) if match else "unknown"
+        if not isinstance(obj, dict):
+            raise ChartError(f"{source}: rendered document is not a mapping")
+        out.append(Manifest(source, obj, chunk.strip("\n") + "\n"))
+    return tuple(out)
