@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ci import helm as helmlib
-from ci import proc, release
+from ci import manifests, proc, release
 from ci.config import Config, Environment
 from ci.errors import CiError, ConfigError, DeployError, ProcessError
 from ci.release import ImageRef, ReleaseRecord
@@ -301,11 +301,11 @@ def previous_good(history: list[dict[str, Any]]) -> int | None:
 Key = tuple[str, str, str]
 
 
-def parse_manifests(text: str, namespace: str, *, skip_hooks: bool = True) -> dict[Key, Any]:
+def index_manifests(text: str, namespace: str, *, skip_hooks: bool = True) -> dict[Key, Any]:
     """Objects by ``(kind, namespace, name)``; hooks are left out as ``helm get manifest`` does."""
     out: dict[Key, Any] = {}
-    for doc in yaml.safe_load_all(text):
-        if not isinstance(doc, dict) or "kind" not in doc:
+    for doc in (m.obj for m in manifests.parse_manifests(text)):
+        if "kind" not in doc:
             continue
         meta = doc.get("metadata") or {}
         if skip_hooks and "helm.sh/hook" in (meta.get("annotations") or {}):
@@ -398,8 +398,8 @@ def _dump(obj: Any) -> list[str]:
 
 def diff_manifests(live: str, new: str, namespace: str) -> DiffResult:
     """Object-by-object unified diffs between the live manifest and the rendered one."""
-    before = parse_manifests(live, namespace)
-    after = parse_manifests(new, namespace)
+    before = index_manifests(live, namespace)
+    after = index_manifests(new, namespace)
     result = DiffResult()
     for key in sorted(set(before) | set(after)):
         old, cur = redact_pair(before.get(key), after.get(key))
