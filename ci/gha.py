@@ -133,17 +133,6 @@ def warning(
     _annotate("warning", message, location, title, stream)
 
 
-def notice(
-    message: str,
-    *,
-    location: Location | None = None,
-    title: str | None = None,
-    stream: TextIO | None = None,
-) -> None:
-    """Report a notice, annotated like ``error``."""
-    _annotate("notice", message, location, title, stream)
-
-
 # ----------------------------------------------------------------------------- groups
 
 

@@ -129,9 +129,9 @@ def test_plain_errors_go_to_stderr_readably(
     plain: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gha.error("missing key", location=Location("ci.yaml", 3))
-    gha.notice("fyi", title="R1")
+    gha.warning("fyi", title="R1")
     captured = capsys.readouterr()
-    assert captured.err == "error: ci.yaml:3: missing key\nnotice: [R1] fyi\n"
+    assert captured.err == "error: ci.yaml:3: missing key\nwarning: [R1] fyi\n"
     assert captured.out == ""
 
 
