@@ -613,9 +613,9 @@ def chart_bump(
     tag: str | None,
 ) -> None:
     """Set Chart.yaml version/appVersion (and an image tag), keeping the files' layout."""
-    from ci import chart, gha
+    from ci import bump, gha
 
-    changes = chart.bump(
+    changes = bump.bump(
         ctx.config.chart.path,
         version=version,
         app_version=app_version,

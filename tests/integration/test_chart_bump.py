@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci import chart, helm
+from ci import bump, helm
 from ci.errors import CiError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def changed_lines(before: str, after: str) -> list[str]:
 def test_version_and_app_version_change_only_their_lines(chart_dir: Path) -> None:
     chart_yaml = chart_dir / "Chart.yaml"
     before = chart_yaml.read_text()
-    changes = chart.bump(chart_dir, version="1.4.0", app_version="2.0.1")
+    changes = bump.bump(chart_dir, version="1.4.0", app_version="2.0.1")
     after = chart_yaml.read_text()
     assert changed_lines(before, after) == [
         "-version: 0.1.0",
@@ -52,7 +52,7 @@ def test_version_and_app_version_change_only_their_lines(chart_dir: Path) -> Non
 def test_image_tag_in_a_values_file(chart_dir: Path) -> None:
     values = chart_dir / "values-prod.yaml"
     before = values.read_text()
-    chart.bump(chart_dir, version="0.2.0", values_file=values, image="frontend", tag="1.2.3-rc1")
+    bump.bump(chart_dir, version="0.2.0", values_file=values, image="frontend", tag="1.2.3-rc1")
     assert changed_lines(before, values.read_text()) == [
         '-    tag: "0.1.0"',
         '+    tag: "1.2.3-rc1"',
@@ -67,7 +67,7 @@ def test_plain_scalar_with_comment_keeps_the_comment(tmp_path: Path) -> None:
     (chart_dir / "Chart.yaml").write_text(
         "apiVersion: v2\nname: c\nversion: 0.1.0   # released\nkeywords:\n- a\n"
     )
-    chart.bump(chart_dir, version="0.1.1")
+    bump.bump(chart_dir, version="0.1.1")
     assert (chart_dir / "Chart.yaml").read_text() == (
         "apiVersion: v2\nname: c\nversion: 0.1.1   # released\nkeywords:\n- a\n"
     )
@@ -88,21 +88,21 @@ def test_bad_arguments_are_usage_errors(
     chart_dir: Path, kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        chart.bump(chart_dir, **kwargs)  # type: ignore[arg-type]
+        bump.bump(chart_dir, **kwargs)  # type: ignore[arg-type]
 
 
 def test_unknown_image_key_is_reported_and_nothing_changes(chart_dir: Path) -> None:
     values = chart_dir / "values.yaml"
     before = (chart_dir / "Chart.yaml").read_text()
     with pytest.raises(ConfigError, match=r"worker\.image\.tag: key not found"):
-        chart.bump(chart_dir, version="1.0.0", values_file=values, image="worker", tag="1")
+        bump.bump(chart_dir, version="1.0.0", values_file=values, image="worker", tag="1")
     assert (chart_dir / "Chart.yaml").read_text() == before
 
 
 def test_missing_tag_is_added_for_a_known_image(chart_dir: Path) -> None:
     values = chart_dir / "values-extra.yaml"
     values.write_text("# extra\nbackend:\n  replicaCount: 3  # three\n")
-    chart.bump(chart_dir, version="1.0.0", values_file=values, image="backend", tag="2.0.0")
+    bump.bump(chart_dir, version="1.0.0", values_file=values, image="backend", tag="2.0.0")
     text = values.read_text()
     assert text.startswith("# extra\nbackend:\n  replicaCount: 3  # three\n")
     assert yaml.safe_load(text) == {"backend": {"replicaCount": 3, "image": {"tag": "2.0.0"}}}
@@ -115,7 +115,7 @@ def test_bumped_chart_still_lints(chart_dir: Path, major: int) -> None:
         h = helm.find(major)
     except CiError as exc:
         pytest.fail(f"Helm {major} is needed: {exc} (run `make tools`)")
-    chart.bump(chart_dir, version="3.0.0", app_version="3.0.0")
+    bump.bump(chart_dir, version="3.0.0", app_version="3.0.0")
     proc = subprocess.run(
         [h.path, "show", "chart", str(chart_dir)], capture_output=True, text=True, check=True
     )
