@@ -14,6 +14,18 @@ EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130
 
 
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of an error's text, cut at ``limit``: enough for a one-line message.
+
+    Library errors often carry a traceback-like text or a response body after the first line;
+    the rest belongs in an error's ``detail``. An exception without text gives its class name.
+    """
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    return text.splitlines()[0][:limit]
+
+
 @dataclass
 class Location:
     """Where a problem is, so it can be shown as ``file:line`` and annotated on GitHub."""

@@ -51,6 +51,7 @@ from ci.errors import (
     ProcessError,
     RegistryError,
     ToolError,
+    first_line,
 )
 from ci.registry import Client, is_loopback, split_reference
 
@@ -565,11 +566,8 @@ def docker_client() -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    match = re.search(r'\("(.*)"\)\s*$', text)  # docker.errors.APIError: '... ("reason")'
-    if match:
-        text = match.group(1)
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    match = re.search(r'\("(.*)"\)\s*$', str(exc).strip())  # APIError: '... ("reason")'
+    return first_line(match.group(1) if match and match.group(1) else exc)
 
 
 class DockerBuilder:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci import errors
 from ci.config import Environment
 from ci.errors import ConfigError, EnvironmentNotReady
 
@@ -210,7 +211,7 @@ def first_line(exc: BaseException) -> str:
     errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
     if errno:
         return errno.group(0).strip()
-    return text.splitlines()[0][:300]
+    return errors.first_line(text, 300)
 
 
 # ----------------------------------------------------------------------------- pure checks

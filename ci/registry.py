@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from ci.errors import RegistryError
+from ci.errors import RegistryError, first_line
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -337,7 +337,7 @@ def _reason(exc: requests.RequestException) -> str:
     ):
         if marker.lower() in text.lower():
             return marker.lower()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+    return first_line(exc, 160)
 
 
 def _error_text(resp: requests.Response) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ci import proc, release
 from ci.config import Config, Environment, SmokeCheck
-from ci.errors import CiError, ConfigError
+from ci.errors import CiError, ConfigError, first_line
 from ci.release import ReleaseRecord
 
 BODY_EXCERPT = 500
@@ -331,7 +331,7 @@ class Runner:
             )
         except requests.RequestException as exc:
             result.http_status, result.body = None, ""
-            return Verdict(False, f"request failed: {_first_line(exc)}")
+            return Verdict(False, f"request failed: {first_line(exc)}")
         result.http_status, result.body = resp.status_code, resp.text[:BODY_EXCERPT]
         return judge(check, resp.status_code, resp.text)
 
@@ -355,11 +355,6 @@ class Runner:
         output = (done.stdout + done.stderr).strip()
         result.http_status, result.body = None, output[-BODY_EXCERPT:]
         return judge_helm_test(done.returncode, output)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 # ----------------------------------------------------------------------------- rollback
