@@ -12,6 +12,7 @@ upgrade, and no ``replicas`` fighting an autoscaler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from ci.manifests import ERROR, WARNING, Issue, Manifest
@@ -267,6 +268,20 @@ def res_requests_limits(m: Manifest, ctx: Context) -> Iterator[Issue]:
                 f"{label} {c.get('name')} has no resources {', '.join(missing)}",
                 _needle(c),
             )
+        bad = [
+            f"{kind}.{what} {value!r}"
+            for kind in ("requests", "limits")
+            for what, value in _items(res.get(kind))
+            if _quantity(value) is None
+        ]
+        if bad:
+            yield _issue(
+                m,
+                "RES001",
+                f"{label} {c.get('name')} resources {', '.join(bad)}: not a Kubernetes "
+                "quantity (such as 500m, 2, 512Mi or 1Gi)",
+                _needle(c),
+            )
 
 
 def res_dedicated(m: Manifest, ctx: Context) -> Iterator[Issue]:
@@ -276,7 +291,8 @@ def res_dedicated(m: Manifest, ctx: Context) -> Iterator[Issue]:
         res = c.get("resources") or {}
         req, lim = res.get("requests") or {}, res.get("limits") or {}
         for what in ("cpu", "memory"):
-            if what in req and what in lim and _quantity(req[what]) != _quantity(lim[what]):
+            wanted, limit = _quantity(req.get(what)), _quantity(lim.get(what))
+            if wanted is not None and limit is not None and wanted != limit:
                 yield _issue(
                     m,
                     "RES002",
@@ -287,36 +303,27 @@ def res_dedicated(m: Manifest, ctx: Context) -> Iterator[Issue]:
                 )
 
 
-_SUFFIX = {
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
+def _items(section: Any) -> list[tuple[str, Any]]:
+    """The ``name: quantity`` pairs of ``requests`` or ``limits`` (none when it is no mapping)."""
+    return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
 
 
-def _quantity(value: Any) -> float:
-    """A Kubernetes quantity as a number, so ``1`` equals ``1000m`` and ``1Gi`` ``1024Mi``."""
-    text = str(value).strip()
-    for suffix in sorted(_SUFFIX, key=len, reverse=True):
-        if text.endswith(suffix):
-            try:
-                return float(text[: -len(suffix)]) * _SUFFIX[suffix]
-            except ValueError:
-                break
+def _quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity as a number, so ``1`` equals ``1000m`` and ``1Gi`` ``1024Mi``.
+
+    None when ``value`` is not a quantity: RES001 reports it, and no comparison is made.
+    """
+    # Imported here: the kubernetes package takes a quarter of a second to import, and only
+    # the resource rules need it (not `ci chart lint` or `render`, which import this module).
+    from kubernetes.utils.quantity import parse_quantity
+
+    if value is None or isinstance(value, bool):
+        return None
     try:
-        return float(text)
+        number: Decimal = parse_quantity(value)  # type: ignore[no-untyped-call]
     except ValueError:
-        return float("nan")
+        return None
+    return number if number.is_finite() else None
 
 
 # ----------------------------------------------------------------------------- probes, images

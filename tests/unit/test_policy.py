@@ -154,6 +154,23 @@ def test_quantities_compare_by_value() -> None:
     res["requests"] = {"cpu": "1", "memory": "1Gi"}
     res["limits"] = {"cpu": "1000m", "memory": "1024Mi"}
     assert rules(obj) == []
+    res["limits"] = {"cpu": 1, "memory": "1073741824"}
+    assert rules(obj) == []
+    res["limits"] = {"cpu": "0.5", "memory": "1G"}
+    assert rules(obj) == ["RES002", "RES002"]
+
+
+@pytest.mark.parametrize("bad", ["1x", "lots", "1.5ki", "NaN", True])
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet"])
+def test_a_bad_quantity_is_res001_naming_the_field(kind: str, bad: Any) -> None:
+    obj = workload(kind)
+    pod_of(obj)["containers"][0]["resources"]["limits"]["memory"] = bad
+    (issue,) = policy.evaluate([Manifest("x", obj)])
+    assert issue.rule == "RES001"
+    assert f"container app resources limits.memory {bad!r}: not a Kubernetes quantity" in (
+        issue.message
+    )
+    assert issue.needle == "name: app"
 
 
 def test_long_running_containers_need_probes() -> None:
