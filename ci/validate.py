@@ -26,6 +26,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from packaging.version import InvalidVersion, Version
 from referencing import Registry, Resource
 
 from ci.errors import ConfigError, Location
@@ -48,7 +49,7 @@ def available_versions() -> list[str]:
         match = re.fullmatch(r"v(\d+\.\d+\.\d+)-local-strict", entry.name)
         if match:
             found.append(match.group(1))
-    return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+    return sorted(found, key=Version)
 
 
 def schema_dir_for(version: str) -> str:
@@ -59,7 +60,9 @@ def schema_dir_for(version: str) -> str:
     wanted = _minor(version)
     candidates = [v for v in available_versions() if _minor(v) <= wanted]
     if not candidates or _minor(candidates[-1]) != wanted:
-        known = ", ".join(sorted({".".join(v.split(".")[:2]) for v in available_versions()}))
+        known = ", ".join(
+            sorted({".".join(v.split(".")[:2]) for v in available_versions()}, key=Version)
+        )
         raise ConfigError(
             f"chart.kubernetes_version {version}: no schemas for this release "
             f"(kubernetes-validate has {known})"
@@ -68,8 +71,14 @@ def schema_dir_for(version: str) -> str:
 
 
 def _minor(version: str) -> tuple[int, int]:
-    parts = version.removeprefix("v").split(".")
-    return int(parts[0]), int(parts[1])
+    """``(major, minor)`` of ``1.30.4`` or ``v1.30``."""
+    try:
+        release = Version(version).release
+    except InvalidVersion:
+        raise ConfigError(
+            f"chart.kubernetes_version {version}: not a Kubernetes version such as 1.30.0"
+        ) from None
+    return release[0], release[1] if len(release) > 1 else 0
 
 
 def schema_file_name(api_version: str, kind: str) -> str:
