@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ci.errors import ConfigError, ConfigInvalid, Location
+from ci.manifests import chart_metadata
 
 KeyPath = tuple[str | int, ...]
 #: Where each key path was written: file and line (several files when one extends another).
@@ -588,8 +589,8 @@ def _arg(value: Any) -> str:
 def _chart_name(chart_dir: Path) -> str:
     """The chart's name from Chart.yaml, used as the default release name."""
     try:
-        meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        meta = chart_metadata(chart_dir)
+    except ConfigError:
         return chart_dir.name
     return str(meta.get("name") or chart_dir.name)
 

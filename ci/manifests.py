@@ -3,18 +3,20 @@
 Why a module of its own: the chart step, schema validation, the policy rules and the deploy
 diff all read the same ``helm template`` / ``helm get manifest`` output. One parser turns it
 into ``Manifest`` objects, and the problem types live next to it, so none of those modules has
-to import another to share them. It imports nothing from ``ci`` but the errors.
+to import another to share them. ``chart_metadata`` is the one reader of ``Chart.yaml``.
+It imports nothing from ``ci`` but the errors, so any module can use it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ci.errors import ChartError, Location
+from ci.errors import ChartError, ConfigError, Location
 
 #: Severities; only errors make a check fail.
 ERROR = "error"
@@ -100,3 +102,15 @@ def parse_manifests(text: str) -> tuple[Manifest, ...]:
             raise ChartError(f"{source}: rendered document is not a mapping")
         out.append(Manifest(source, obj, chunk.strip("\n") + "\n"))
     return tuple(out)
+
+
+def chart_metadata(chart_dir: Path) -> dict[str, Any]:
+    """The chart's ``Chart.yaml`` as a mapping (name, version, appVersion...)."""
+    path = chart_dir / "Chart.yaml"
+    try:
+        meta = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"cannot read {path}: not a mapping", location=Location(str(path)))
+    return meta

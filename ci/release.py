@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ci.errors import ConfigError, Location
+from ci.manifests import chart_metadata
 
 RELEASE_FILE = "release.json"
 IMAGES_FILE = "images.json"
@@ -284,9 +285,5 @@ def now() -> str:
 
 def chart_meta(chart_dir: Path) -> tuple[str, str]:
     """``(name, version)`` from Chart.yaml."""
-    path = chart_dir / "Chart.yaml"
-    try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    meta = chart_metadata(chart_dir)
     return str(meta.get("name", chart_dir.name)), str(meta.get("version", ""))
