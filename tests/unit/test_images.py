@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ci import config, images
+from ci import config
 from ci.errors import BuildError, ConfigError, Location
+from ci.images import builders, buildkit, credentials, gitinfo, inputs, plan, results
+from ci.images import tags as tagging
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "images"
-GIT = images.GitInfo(sha="0123456789abcdef0123456789abcdef01234567", branch="main")
+GIT = gitinfo.GitInfo(sha="0123456789abcdef0123456789abcdef01234567", branch="main")
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def cfg(project: Path) -> config.Config:
     ],
 )
 def test_sanitize_tag(name: str, expected: str | None) -> None:
-    assert images.sanitize_tag(name) == expected
+    assert tagging.sanitize_tag(name) == expected
 
 
 @pytest.mark.parametrize(
@@ -63,24 +65,24 @@ def test_sanitize_tag(name: str, expected: str | None) -> None:
     ],
 )
 def test_semver_tags(ref: str, expected: list[str]) -> None:
-    assert images.semver_tags(ref) == expected
+    assert tagging.semver_tags(ref) == expected
 
 
 def test_image_tags_put_the_content_tag_last_and_skip_duplicates() -> None:
-    git = images.GitInfo(sha=GIT.sha, branch=None, tag="v1.4.0")
-    tags = images.image_tags(git, "inputs-abc")
+    git = gitinfo.GitInfo(sha=GIT.sha, branch=None, tag="v1.4.0")
+    tags = tagging.image_tags(git, "inputs-abc")
     assert tags == (GIT.sha, "0123456", "1.4.0", "1.4", "1", "inputs-abc")
-    branch = images.image_tags(dataclasses.replace(GIT, branch="feat/x"), "inputs-abc")
+    branch = tagging.image_tags(dataclasses.replace(GIT, branch="feat/x"), "inputs-abc")
     assert branch == (GIT.sha, "0123456", "feat-x", "inputs-abc")
 
 
 def test_non_version_tag_is_sanitised_not_expanded() -> None:
-    git = images.GitInfo(sha=GIT.sha, tag="nightly/2026")
-    assert images.image_tags(git, "inputs-1")[2] == "nightly-2026"
+    git = gitinfo.GitInfo(sha=GIT.sha, tag="nightly/2026")
+    assert tagging.image_tags(git, "inputs-1")[2] == "nightly-2026"
 
 
 def test_version_is_the_release_or_the_short_sha() -> None:
-    assert images.GitInfo(sha=GIT.sha, tag="v2.1.0").version == "2.1.0"
+    assert gitinfo.GitInfo(sha=GIT.sha, tag="v2.1.0").version == "2.1.0"
     assert GIT.version == "0123456"
 
 
@@ -94,7 +96,7 @@ def test_version_is_the_release_or_the_short_sha() -> None:
     ],
 )
 def test_https_url(remote: str, url: str) -> None:
-    assert images.https_url(remote) == url
+    assert gitinfo.https_url(remote) == url
 
 
 def test_git_info_under_actions_reads_the_environment(tmp_path: Path) -> None:
@@ -105,20 +107,20 @@ def test_git_info_under_actions_reads_the_environment(tmp_path: Path) -> None:
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_REPOSITORY": "acme/schedule",
     }
-    info = images.git_info(tmp_path, env)
-    assert info == images.GitInfo(GIT.sha, None, "v3.0.1", "https://github.com/acme/schedule")
+    info = gitinfo.git_info(tmp_path, env)
+    assert info == gitinfo.GitInfo(GIT.sha, None, "v3.0.1", "https://github.com/acme/schedule")
     pull = {
         **env,
         "GITHUB_REF_TYPE": "branch",
         "GITHUB_REF_NAME": "12/merge",
         "GITHUB_HEAD_REF": "feature/x",
     }
-    assert images.git_info(tmp_path, pull).branch == "feature/x"
+    assert gitinfo.git_info(tmp_path, pull).branch == "feature/x"
 
 
 def test_git_info_outside_a_repository_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a git repository"):
-        images.git_info(tmp_path, {"PATH": os.environ["PATH"], "GIT_CEILING_DIRECTORIES": "/"})
+        gitinfo.git_info(tmp_path, {"PATH": os.environ["PATH"], "GIT_CEILING_DIRECTORIES": "/"})
 
 
 # ----------------------------------------------------------------------------- dockerfile
@@ -126,7 +128,7 @@ def test_git_info_outside_a_repository_is_a_config_error(tmp_path: Path) -> None
 
 def test_logical_lines_join_continuations_and_drop_comments() -> None:
     text = "# c\nFROM a \\\n  AS b\n\nRUN x \\\n# inner comment\n  && y\n"
-    assert list(images.logical_lines(text)) == [(2, "FROM a  AS b"), (5, "RUN x  && y")]
+    assert list(inputs.logical_lines(text)) == [(2, "FROM a  AS b"), (5, "RUN x  && y")]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,7 @@ def test_logical_lines_join_continuations_and_drop_comments() -> None:
     ],
 )
 def test_substitute(text: str, values: dict[str, str], expected: str) -> None:
-    assert images.substitute(text, values) == expected
+    assert inputs.substitute(text, values) == expected
 
 
 def test_base_images_substitute_args_and_skip_stage_names() -> None:
@@ -154,9 +156,9 @@ def test_base_images_substitute_args_and_skip_stage_names() -> None:
         "FROM ${RUNTIME_IMAGE}\n"
         "COPY --from=build /x /x\n"
     )
-    assert images.base_images(text, {}) == ["maven:3-eclipse-temurin-21", "eclipse-temurin:21-jre"]
+    assert inputs.base_images(text, {}) == ["maven:3-eclipse-temurin-21", "eclipse-temurin:21-jre"]
     local = {"BUILD_IMAGE": "127.0.0.1:5000/base/maven:bookworm"}
-    assert images.base_images(text, local)[0] == "127.0.0.1:5000/base/maven:bookworm"
+    assert inputs.base_images(text, local)[0] == "127.0.0.1:5000/base/maven:bookworm"
 
 
 # ----------------------------------------------------------------------------- context and hash
@@ -164,7 +166,7 @@ def test_base_images_substitute_args_and_skip_stage_names() -> None:
 
 def test_context_files_follow_dockerignore(cfg: config.Config) -> None:
     api = cfg.image("api")
-    files = images.context_files(api.context, api.dockerfile)
+    files = inputs.context_files(api.context, api.dockerfile)
     assert "src/greeting.txt" in files
     assert not any(f.startswith("notes") for f in files)
 
@@ -172,7 +174,7 @@ def test_context_files_follow_dockerignore(cfg: config.Config) -> None:
 def test_dockerfile_specific_ignore_file_wins(project: Path) -> None:
     dockerfile = project / "dockerfiles" / "api.Dockerfile"
     Path(f"{dockerfile}.dockerignore").write_text("src/farewell.txt\n", encoding="utf-8")
-    files = images.context_files(project / "api", dockerfile)
+    files = inputs.context_files(project / "api", dockerfile)
     assert "src/farewell.txt" not in files
     assert "notes/readme.md" in files  # the context's own .dockerignore no longer applies
 
@@ -180,7 +182,7 @@ def test_dockerfile_specific_ignore_file_wins(project: Path) -> None:
 def _hash(cfg: config.Config, name: str = "api") -> str:
     image = cfg.image(name)
     text = image.dockerfile.read_text(encoding="utf-8")
-    return images.input_hash(image, base_refs=images.base_images(text, image.build_args))
+    return inputs.input_hash(image, base_refs=inputs.base_images(text, image.build_args))
 
 
 def test_input_hash_changes_with_kept_files_only(project: Path, cfg: config.Config) -> None:
@@ -205,14 +207,14 @@ def test_input_hash_ignores_timestamps_but_not_the_exec_bit(
 
 def test_input_hash_covers_dockerfile_args_target_platforms_and_bases(cfg: config.Config) -> None:
     api = cfg.image("api")
-    base = images.input_hash(api, base_refs=["local/debian:bookworm"])
+    base = inputs.input_hash(api, base_refs=["local/debian:bookworm"])
     variants = [
         dataclasses.replace(api, build_args={"BASE_IMAGE": "other:1"}),
         dataclasses.replace(api, target="build"),
         dataclasses.replace(api, platforms=("linux/arm64",)),
     ]
-    hashes = {images.input_hash(v, base_refs=["local/debian:bookworm"]) for v in variants}
-    hashes.add(images.input_hash(api, base_refs=["local/debian:trixie"]))
+    hashes = {inputs.input_hash(v, base_refs=["local/debian:bookworm"]) for v in variants}
+    hashes.add(inputs.input_hash(api, base_refs=["local/debian:trixie"]))
     assert base not in hashes
     assert len(hashes) == 4
 
@@ -227,7 +229,7 @@ def test_each_image_hashes_its_own_context(cfg: config.Config) -> None:
 def test_plan_builds_tags_labels_and_args(cfg: config.Config) -> None:
     now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     git = dataclasses.replace(GIT, source="https://github.com/acme/schedule")
-    jobs = images.plan(cfg, git, now=now)
+    jobs = plan.plan(cfg, git, now=now)
     assert [j.name for j in jobs] == ["api", "web"]
     api = jobs[0]
     assert api.repository == "127.0.0.1:5000/images-test/api"
@@ -240,14 +242,14 @@ def test_plan_builds_tags_labels_and_args(cfg: config.Config) -> None:
     assert api.build_args["VCS_REF"] == GIT.sha
     assert api.build_args["BUILD_DATE"] == "2026-01-02T03:04:05Z"
     assert api.base_refs == ("local/debian:bookworm",)
-    later = images.plan(cfg, dataclasses.replace(GIT, sha="f" * 40), now=now)[0]
+    later = plan.plan(cfg, dataclasses.replace(GIT, sha="f" * 40), now=now)[0]
     assert later.input_hash == api.input_hash  # a new commit alone changes no content
 
 
 def test_only_selects_and_unknown_names_list_the_known_ones(cfg: config.Config) -> None:
-    assert [j.name for j in images.plan(cfg, GIT, only=["web"])] == ["web"]
+    assert [j.name for j in plan.plan(cfg, GIT, only=["web"])] == ["web"]
     with pytest.raises(ConfigError, match=r"unknown image 'nope' \(expected one of: api, web\)"):
-        images.select_images(cfg, ["nope"])
+        plan.select_images(cfg, ["nope"])
 
 
 def test_missing_context_names_the_image(project: Path, cfg: config.Config) -> None:
@@ -255,18 +257,18 @@ def test_missing_context_names_the_image(project: Path, cfg: config.Config) -> N
     with pytest.raises(
         BuildError, match=r"ci.yaml: image web: build context .*web does not exist$"
     ):
-        images.plan(cfg, GIT)
+        plan.plan(cfg, GIT)
 
 
 # ----------------------------------------------------------------------------- builders
 
 
-def _builder(**kwargs: object) -> images.BuildxBuilder:
-    return images.BuildxBuilder(Path("/opt/buildx"), metadata_dir=Path("/out"), **kwargs)  # type: ignore[arg-type]
+def _builder(**kwargs: object) -> builders.BuildxBuilder:
+    return builders.BuildxBuilder(Path("/opt/buildx"), metadata_dir=Path("/out"), **kwargs)  # type: ignore[arg-type]
 
 
 def test_buildx_argv_pushes_with_a_cache_ref_per_image(cfg: config.Config) -> None:
-    jobs = images.plan(cfg, GIT)
+    jobs = plan.plan(cfg, GIT)
     argvs = [_builder(insecure=True).argv(j, push=True, metadata=Path("/m.json")) for j in jobs]
     api = argvs[0]
     assert api[:4] == ("/opt/buildx", "build", "--builder", "ci")
@@ -284,7 +286,7 @@ def test_buildx_argv_pushes_with_a_cache_ref_per_image(cfg: config.Config) -> No
 
 
 def test_buildx_without_push_exports_no_cache_and_pushes_nothing(cfg: config.Config) -> None:
-    job = images.plan(cfg, GIT)[0]
+    job = plan.plan(cfg, GIT)[0]
     argv = _builder().argv(job, push=False, metadata=Path("/m.json"))
     assert "--cache-to" not in argv
     assert not any("push=true" in a for a in argv)
@@ -299,26 +301,26 @@ def test_buildx_target_and_platforms(cfg: config.Config) -> None:
         cfg.image("api"), target="build", platforms=("linux/amd64", "linux/arm64")
     )
     cfg2 = dataclasses.replace(cfg, images=(api,))
-    argv = _builder().argv(images.plan(cfg2, GIT)[0], push=False, metadata=Path("/m"))
+    argv = _builder().argv(plan.plan(cfg2, GIT)[0], push=False, metadata=Path("/m"))
     assert argv[argv.index("--target") + 1] == "build"
     assert argv[argv.index("--platform") + 1] == "linux/amd64,linux/arm64"
 
 
 def test_buildkit_config_marks_local_registries_plain_http() -> None:
-    text = images.buildkit_config(["127.0.0.1:5000", "127.0.0.1:5000", "localhost:5001"])
+    text = buildkit.buildkit_config(["127.0.0.1:5000", "127.0.0.1:5000", "localhost:5001"])
     assert text.count("[registry.") == 2
     assert '[registry."127.0.0.1:5000"]\n  http = true\n  insecure = true' in text
 
 
 def test_build_errors_point_at_the_dockerfile_line(cfg: config.Config) -> None:
-    job = images.plan(cfg, GIT)[0]
+    job = plan.plan(cfg, GIT)[0]
     log = [
         "#5 [internal] load build definition",
         "ERROR: failed to solve: dockerfile parse error on line 3: unknown instruction: RUNN",
     ]
-    reason = images._buildx_reason(log)
+    reason = builders._buildx_reason(log)
     assert reason == "failed to solve: dockerfile parse error on line 3: unknown instruction: RUNN"
-    err = images._build_error(job, reason, log)
+    err = builders._build_error(job, reason, log)
     assert err.message.startswith("image api: build failed: failed to solve")
     assert err.location == Location(str(cfg.image("api").dockerfile), 3)
     assert "RUNN" in err.detail
@@ -326,7 +328,7 @@ def test_build_errors_point_at_the_dockerfile_line(cfg: config.Config) -> None:
 
 def test_step_counter_reports_few_lines() -> None:
     seen: list[str] = []
-    counter = images.StepCounter("api", lambda n, s: seen.append(f"{n} {s}"), interval=3600)
+    counter = builders.StepCounter("api", lambda n, s: seen.append(f"{n} {s}"), interval=3600)
     for i in range(1, 20):
         counter.step(f"step {i}/19")
     for layer in ("a", "b", "c"):
@@ -351,31 +353,31 @@ def _registry(host: str) -> config.Registry:
 
 def test_credentials_come_from_the_configured_variables() -> None:
     env = {"REG_USER": "bot", "REG_PASS": "pw", "GITHUB_ACTOR": "x", "GITHUB_TOKEN": "t"}
-    assert images.credentials(_registry("registry.example.com"), env) == ("bot", "pw")
-    assert images.credentials(_registry("registry.example.com"), {"GITHUB_TOKEN": "t"}) is None
+    assert credentials.credentials(_registry("registry.example.com"), env) == ("bot", "pw")
+    assert credentials.credentials(_registry("registry.example.com"), {"GITHUB_TOKEN": "t"}) is None
 
 
 def test_ghcr_falls_back_to_the_actions_token() -> None:
     env = {"GITHUB_ACTOR": "octo", "GITHUB_TOKEN": "ghs_secret"}
-    assert images.credentials(_registry("ghcr.io"), env) == ("octo", "ghs_secret")
+    assert credentials.credentials(_registry("ghcr.io"), env) == ("octo", "ghs_secret")
 
 
 def test_login_without_credentials_names_the_variables(cfg: config.Config) -> None:
     with pytest.raises(ConfigError, match="set REGISTRY_USERNAME and REGISTRY_PASSWORD"):
-        images.login(cfg, {})
+        credentials.login(cfg, {})
 
 
 # ----------------------------------------------------------------------------- results
 
 
 def test_images_json_records_every_image(tmp_path: Path, cfg: config.Config) -> None:
-    jobs = images.plan(cfg, GIT)
-    res = [images._result(j) for j in jobs]
+    jobs = plan.plan(cfg, GIT)
+    res = [results.pending(j) for j in jobs]
     res[0].status, res[0].digest, res[0].pushed, res[0].duration = "built", "sha256:aa", True, 1.234
     res[1].status, res[1].digest = "cached", "sha256:bb"
     res[0].log = ["step 1", "step 2"]
-    result = images.ImagesResult("docker", True, GIT, res, 2.0)
-    path = images.write_result(result, tmp_path)
+    result = results.ImagesResult("docker", True, GIT, res, 2.0)
+    path = results.write_result(result, tmp_path)
     data = json.loads(path.read_text(encoding="utf-8"))
     api, web = data["images"]
     assert api["ref"] == "127.0.0.1:5000/images-test/api@sha256:aa"
@@ -390,7 +392,7 @@ def test_images_json_records_every_image(tmp_path: Path, cfg: config.Config) -> 
 
 
 def test_raise_first_counts_the_other_failures() -> None:
-    result = images.ImagesResult("docker", False, GIT, [])
+    result = results.ImagesResult("docker", False, GIT, [])
     result.errors = [BuildError("image a: broke"), BuildError("image b: broke")]
     with pytest.raises(BuildError, match=r"^image a: broke \(and 1 more image\(s\) failed\)$"):
         result.raise_first()
@@ -399,7 +401,7 @@ def test_raise_first_counts_the_other_failures() -> None:
 def test_buildx_no_cache_skips_the_import_but_still_refreshes_the_cache(
     cfg: config.Config,
 ) -> None:
-    job = images.plan(cfg, GIT)[0]
+    job = plan.plan(cfg, GIT)[0]
     builder = _builder()
     builder.no_cache = True
     argv = builder.argv(job, push=True, metadata=Path("/m.json"))
@@ -409,7 +411,7 @@ def test_buildx_no_cache_skips_the_import_but_still_refreshes_the_cache(
 
 
 def test_run_failures_point_at_the_line_buildkit_quotes(cfg: config.Config) -> None:
-    job = images.plan(cfg, GIT)[0]
+    job = plan.plan(cfg, GIT)[0]
     log = [
         '#9 ERROR: process "/bin/sh -c cat src/*.txt" did not complete successfully: exit code: 1',
         "------",
@@ -418,20 +420,20 @@ def test_run_failures_point_at_the_line_buildkit_quotes(cfg: config.Config) -> N
         "api.Dockerfile:6",
         'ERROR: failed to solve: process "/bin/sh -c cat src/*.txt" did not complete successfully',
     ]
-    err = images._build_error(job, images._buildx_reason(log), log)
+    err = builders._build_error(job, builders._buildx_reason(log), log)
     assert err.location == Location(str(cfg.image("api").dockerfile), 6)
-    plain = images._build_error(job, "The command returned a non-zero code: 2 (line 7 of x)", [])
+    plain = builders._build_error(job, "The command returned a non-zero code: 2 (line 7 of x)", [])
     assert plain.location is None
 
 
 def test_a_base_rebuilt_under_the_same_tag_changes_the_hash(cfg: config.Config) -> None:
     pointing = {"local/debian:bookworm": "sha256:old"}
-    before = images.plan(cfg, GIT, resolve=pointing.get)
+    before = plan.plan(cfg, GIT, resolve=pointing.get)
     pointing["local/debian:bookworm"] = "sha256:new"
-    after = images.plan(cfg, GIT, resolve=pointing.get)
+    after = plan.plan(cfg, GIT, resolve=pointing.get)
     assert [j.input_hash for j in before] != [j.input_hash for j in after]
     assert before[0].base_refs == after[0].base_refs == ("local/debian:bookworm",)
-    again = images.plan(cfg, GIT, resolve=pointing.get)
+    again = plan.plan(cfg, GIT, resolve=pointing.get)
     assert [j.input_hash for j in again] == [j.input_hash for j in after]
 
 
@@ -443,11 +445,11 @@ def test_socket_alive_tells_a_listening_socket_from_a_stale_file() -> None:
     # AF_UNIX paths are short; pytest's tmp_path can exceed the limit.
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         path = Path(tmp) / "d.sock"
-        assert not images.socket_alive(path)
+        assert not buildkit.socket_alive(path)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(str(path))
         server.listen(1)
-        assert images.socket_alive(path)
+        assert buildkit.socket_alive(path)
         server.close()  # the file stays, nothing listens: what a killed daemon leaves
         assert path.exists()
-        assert not images.socket_alive(path)
+        assert not buildkit.socket_alive(path)

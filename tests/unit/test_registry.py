@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ci import config, images, registry
+from ci import config, registry
 from ci.errors import RegistryError
+from ci.images import plan, publish
 
 Reply = tuple[int, dict[str, str], bytes]
 Script = Callable[[str, str, dict[str, str]], Reply]
@@ -262,10 +263,10 @@ class _Manifests:
         return 200, headers, self.by_digest[digest]
 
 
-def _job() -> images.Job:
+def _job() -> plan.Job:
     image = config.Image("api", Path("/x/Dockerfile"), Path("/x"), {}, ("linux/amd64",), "api")
     tags = ("a" * 40, "aaaaaaa", "main", "inputs-new")
-    return images.Job(image, "127.0.0.1:1/ns/api", tags, "new", {}, {}, ())
+    return plan.Job(image, "127.0.0.1:1/ns/api", tags, "new", {}, {}, ())
 
 
 def test_a_failed_content_tag_leaves_no_tag_moved(serve: Callable[[Script], _Server]) -> None:
@@ -276,7 +277,7 @@ def test_a_failed_content_tag_leaves_no_tag_moved(serve: Callable[[Script], _Ser
     client, _ = _client(server.host, retries=1)
     job = _job()
     with pytest.raises(RegistryError):
-        images._tag(job, client, new, list(job.tags[1:]), lambda *_: None, fresh=True)
+        publish.add_tags(job, client, new, list(job.tags[1:]), lambda *_: None, fresh=True)
     assert store.tags == {"main": old}  # moved during the run, then put back
     assert new not in store.by_digest  # this run's image is gone, and every tag it got
     puts = [p.rsplit("/", 1)[-1] for m, p, _h in server.requests if m == "PUT"]
@@ -293,7 +294,7 @@ def test_a_failed_tag_on_an_existing_image_deletes_nothing(
     client, _ = _client(server.host, retries=0)
     job = _job()
     with pytest.raises(RegistryError):
-        images._tag(job, client, digest, list(job.tags), lambda *_: None)
+        publish.add_tags(job, client, digest, list(job.tags), lambda *_: None)
     assert digest in store.by_digest
     assert not [m for m, _p, _h in server.requests if m == "DELETE"]
 
@@ -304,8 +305,8 @@ def test_tagging_the_same_content_twice_writes_nothing(serve: Callable[[Script],
     store.server = server = serve(store)
     client, _ = _client(server.host, retries=0)
     job = _job()
-    images._tag(job, client, digest, list(job.tags[1:]), lambda *_: None)
+    publish.add_tags(job, client, digest, list(job.tags[1:]), lambda *_: None)
     assert {store.tags[t] for t in job.tags} == {digest}
     first = sum(m == "PUT" for m, _p, _h in server.requests)
-    images._tag(job, client, digest, list(job.tags[1:]), lambda *_: None)
+    publish.add_tags(job, client, digest, list(job.tags[1:]), lambda *_: None)
     assert sum(m == "PUT" for m, _p, _h in server.requests) == first == 3

@@ -1,0 +1,420 @@
+"""The two ways an image is built and pushed, behind one ``Builder`` interface.
+
+``BuildxBuilder`` drives BuildKit through the pinned ``docker buildx``, with registry cache
+import and export and a cache ref per image; ``DockerBuilder`` uses the Docker Engine API's
+classic builder through the Docker SDK. Why both: BuildKit is faster and shares its cache
+across machines, but a Docker daemon alone must be enough to build. Build output becomes a few
+progress lines and, on failure, one error that points at the Dockerfile line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import docker
+from docker.errors import APIError, DockerException
+from docker.utils.build import tar
+
+from ci import proc, tools
+from ci.errors import (
+    BuildError,
+    ConfigError,
+    EnvironmentNotReady,
+    Location,
+    ProcessError,
+    RegistryError,
+    ToolError,
+    first_line,
+)
+from ci.images.buildkit import BUILDX_BUILDER, ensure_buildkit
+from ci.images.inputs import dockerfile_in_context, ignore_patterns
+from ci.images.plan import Job, Progress
+from ci.registry import is_loopback, split_reference
+
+if TYPE_CHECKING:
+    from ci.config import Config
+
+
+BUILDERS = ("auto", "buildx", "docker")
+
+
+class Builder(Protocol):
+    """Builds one job; when ``push``, pushes ``job.tags[0]`` and returns the manifest digest."""
+
+    name: str
+    #: Build every step again, ignoring layer and registry caches (benchmarks, broken caches).
+    no_cache: bool
+
+    def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str: ...
+
+
+class StepCounter:
+    """Turns build output into few status lines: a step change at most every ``interval``."""
+
+    def __init__(self, name: str, progress: Progress, interval: float = 3.0) -> None:
+        self.name, self.progress, self.interval = name, progress, interval
+        self._last = float("-inf")
+        self._layers: dict[str, bool] = {}
+
+    def step(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.progress(self.name, f"building {text}")
+
+    def layer(self, layer_id: str, done: bool) -> None:
+        """Track a layer's push; report ``pushing N/M layers`` when a layer finishes."""
+        first = not self._layers
+        before = self._layers.get(layer_id, False)
+        self._layers[layer_id] = done or before
+        if first or (done and not before):
+            finished = sum(self._layers.values())
+            self.progress(self.name, f"pushing {finished}/{len(self._layers)} layers")
+
+
+def docker_client() -> Any:
+    """A Docker SDK client that answered a ping, or ``EnvironmentNotReady``."""
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except DockerException as exc:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise EnvironmentNotReady(
+            f"docker daemon not reachable at {host}: {docker_reason(exc)}"
+            " (start it: hack/dockerd.sh)"
+        ) from None
+    return client
+
+
+def docker_reason(exc: BaseException) -> str:
+    """The reason in a Docker SDK error, without its HTTP preamble (``500 ... ("reason")``)."""
+    match = re.search(r'\("(.*)"\)\s*$', str(exc).strip())  # APIError: '... ("reason")'
+    return first_line(match.group(1) if match and match.group(1) else exc)
+
+
+class DockerBuilder:
+    """The Docker Engine API's classic builder through the Docker SDK.
+
+    The context tar is made here, from the same file list the input hash used, so the build
+    sees exactly what was hashed (including a ``<Dockerfile>.dockerignore``).
+    """
+
+    name = "docker"
+    no_cache = False
+
+    def __init__(self, client: Any, retries: int = 3, backoff: float = 2.0) -> None:
+        self.client = client
+        self.retries, self.backoff = retries, backoff
+        info = client.version()
+        self.native = f"{info.get('Os', 'linux')}/{info.get('Arch', 'amd64')}"
+
+    def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str:
+        image = job.image
+        if len(image.platforms) > 1:
+            raise BuildError(
+                f"image {job.name}: the docker builder builds one platform, not "
+                f"{','.join(image.platforms)}; use --builder buildx"
+            )
+        image_id = self._build(job, progress, log)
+        for tag in job.tags:
+            self.client.api.tag(image_id, job.repository, tag)
+        if not push:
+            return str(image_id)
+        return self._push(job, progress, log)
+
+    def _context(self, job: Job) -> tuple[Any, str]:
+        image = job.image
+        inside = dockerfile_in_context(image.context, image.dockerfile)
+        if inside is not None:
+            fileobj = tar(
+                str(image.context),
+                exclude=ignore_patterns(image.context, image.dockerfile),
+                dockerfile=(inside, None),
+            )
+            return fileobj, inside
+        name = f".dockerfile.{job.name}"
+        text = image.dockerfile.read_text(encoding="utf-8")
+        fileobj = tar(
+            str(image.context),
+            exclude=ignore_patterns(image.context, image.dockerfile),
+            dockerfile=(name, text),
+        )
+        return fileobj, name
+
+    def _build(self, job: Job, progress: Progress, log: list[str]) -> str:
+        fileobj, dockerfile = self._context(job)
+        platform = job.image.platforms[0] if job.image.platforms else self.native
+        counter = StepCounter(job.name, progress)
+        image_id = ""
+        try:
+            stream = self.client.api.build(
+                fileobj=fileobj,
+                custom_context=True,
+                dockerfile=dockerfile,
+                tag=f"{job.repository}:{job.tags[0]}",
+                buildargs=job.build_args,
+                labels=job.labels,
+                target=job.image.target,
+                platform=None if platform == self.native else platform,
+                rm=True,
+                forcerm=True,
+                nocache=self.no_cache,
+                pull=False,
+                decode=True,
+            )
+            for chunk in stream:
+                image_id = self._on_build_chunk(job, chunk, counter, log) or image_id
+        except APIError as exc:
+            raise _build_error(job, docker_reason(exc), log) from None
+        finally:
+            fileobj.close()
+        if not image_id:
+            raise _build_error(job, "the build produced no image", log)
+        return image_id
+
+    @staticmethod
+    def _on_build_chunk(
+        job: Job, chunk: dict[str, Any], counter: StepCounter, log: list[str]
+    ) -> str | None:
+        if "error" in chunk:
+            log.append(str(chunk["error"]))
+            raise _build_error(job, str(chunk["error"]).strip(), log)
+        text = str(chunk.get("stream", ""))
+        for line in text.splitlines():
+            log.append(line)
+            match = re.match(r"^Step (\d+/\d+) : (.*)", line)
+            if match:
+                counter.step(f"step {match.group(1)}: {match.group(2)[:60]}")
+        aux = chunk.get("aux") or {}
+        return str(aux["ID"]) if "ID" in aux else None
+
+    def _push(self, job: Job, progress: Progress, log: list[str]) -> str:
+        """Push the first tag, retrying registry errors; return the manifest digest."""
+        last = ""
+        for attempt in range(self.retries):
+            if attempt:
+                progress(job.name, f"push failed ({last}); retrying")
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            counter = StepCounter(job.name, progress)
+            try:
+                digest = self._push_once(job, counter, log)
+            except RegistryError as exc:
+                last = exc.message
+                continue
+            if digest:
+                return digest
+            last = "the push reported no digest"
+        raise RegistryError(
+            f"image {job.name}: push to {job.repository} failed: {last}",
+            detail=proc.tail("\n".join(log)),
+        )
+
+    def _push_once(self, job: Job, counter: StepCounter, log: list[str]) -> str:
+        digest = ""
+        try:
+            stream = self.client.api.push(job.repository, tag=job.tags[0], stream=True, decode=True)
+            for chunk in stream:
+                if "error" in chunk:
+                    raise RegistryError(str(chunk["error"]).strip())
+                status, layer = str(chunk.get("status", "")), str(chunk.get("id", ""))
+                if layer and status in ("Preparing", "Waiting", "Pushed", "Layer already exists"):
+                    counter.layer(layer, status in ("Pushed", "Layer already exists"))
+                if status and status not in ("Pushing", "Preparing", "Waiting"):
+                    log.append(f"{layer}: {status}" if layer else status)
+                digest = str((chunk.get("aux") or {}).get("Digest", digest))
+        except APIError as exc:
+            raise RegistryError(docker_reason(exc)) from None
+        return digest
+
+
+class BuildxBuilder:
+    """BuildKit through ``docker buildx``, with registry cache import and export.
+
+    ``buildx`` is the pinned binary (run standalone, so no Docker CLI plugin setup is needed);
+    the builder instance is a ``remote`` driver pointing at a ``buildkitd`` this step starts
+    when none runs, because the ``docker`` driver of Docker 20.10 cannot export cache.
+    """
+
+    name = "buildx"
+    no_cache = False
+
+    def __init__(
+        self,
+        buildx: Path,
+        *,
+        builder: str = BUILDX_BUILDER,
+        cache: bool = True,
+        insecure: bool = False,
+        metadata_dir: Path,
+        retries: int = 3,
+        backoff: float = 2.0,
+    ) -> None:
+        self.buildx, self.builder, self.cache, self.insecure = buildx, builder, cache, insecure
+        self.metadata_dir = metadata_dir
+        self.retries, self.backoff = retries, backoff
+
+    def argv(self, job: Job, *, push: bool, metadata: Path) -> tuple[str, ...]:
+        """The ``buildx build`` command line for one job (pure: unit tests check it)."""
+        image = job.image
+        args: list[str] = [str(self.buildx), "build", "--builder", self.builder]
+        args += ["--file", str(image.dockerfile), "--progress", "plain"]
+        args += ["--platform", ",".join(image.platforms)]
+        for key, value in sorted(job.build_args.items()):
+            args += ["--build-arg", f"{key}={value}"]
+        for key, value in sorted(job.labels.items()):
+            args += ["--label", f"{key}={value}"]
+        if image.target:
+            args += ["--target", image.target]
+        insecure = ",registry.insecure=true" if self.insecure else ""
+        if self.no_cache:
+            args.append("--no-cache")
+        elif self.cache:
+            args += ["--cache-from", f"type=registry,ref={job.cache_ref}{insecure}"]
+        if self.cache and push:
+            args += ["--cache-to", f"type=registry,ref={job.cache_ref},mode=max{insecure}"]
+        if push:
+            name = f"{job.repository}:{job.tags[0]}"
+            args += ["--output", f"type=image,name={name},push=true{insecure}"]
+        else:
+            args += ["--output", "type=cacheonly"]
+        args += ["--metadata-file", str(metadata), str(image.context)]
+        return tuple(args)
+
+    def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str:
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        metadata = self.metadata_dir / f"{job.name}.metadata.json"
+        for attempt in range(self.retries):
+            if attempt:
+                progress(job.name, "registry error; retrying")
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            metadata.unlink(missing_ok=True)
+            counter = StepCounter(job.name, progress)
+            try:
+                proc.run(
+                    self.argv(job, push=push, metadata=metadata),
+                    timeout=3600,
+                    on_line=functools.partial(self._on_line, counter=counter, log=log),
+                    what=f"build {job.name}",
+                )
+            except ProcessError:
+                if not _is_registry_failure("\n".join(log[-40:])):
+                    raise _build_error(job, _buildx_reason(log), log) from None
+                continue
+            return self._digest(job, metadata, push)
+        raise RegistryError(
+            f"image {job.name}: push failed: {_buildx_reason(log)}",
+            detail=proc.tail("\n".join(log)),
+        )
+
+    @staticmethod
+    def _on_line(line: str, _stream: str, *, counter: StepCounter, log: list[str]) -> None:
+        log.append(line)
+        match = re.match(r"^#\d+ \[(?:[\w.-]+ )?(\d+/\d+)\] (.*)", line)
+        if match:
+            counter.step(f"step {match.group(1)}: {match.group(2)[:60]}")
+            return
+        match = re.match(r"^#\d+ pushing layer (sha256:[0-9a-f]{12})[0-9a-f]*.*?( done)?$", line)
+        if match:
+            counter.layer(match.group(1), bool(match.group(2)))
+            return
+        # Plain progress reports the push as one status, not per layer.
+        match = re.match(r"^#\d+ (pushing layers|exporting cache to registry)$", line)
+        if match:
+            counter.progress(counter.name, match.group(1))
+
+    @staticmethod
+    def _digest(job: Job, metadata: Path, push: bool) -> str:
+        try:
+            data = json.loads(metadata.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        digest = str(data.get("containerimage.digest", ""))
+        if push and not digest:
+            raise BuildError(f"image {job.name}: buildx reported no digest in {metadata}")
+        return digest or "(not pushed)"
+
+
+def _is_registry_failure(text: str) -> bool:
+    """Output that means the registry failed, not the build: worth retrying."""
+    markers = (
+        "failed to push",
+        "connection refused",
+        "502 Bad Gateway",
+        "503 Service",
+        "i/o timeout",
+        "connection reset",
+        "unexpected status: 5",
+    )
+    return any(m.lower() in text.lower() for m in markers)
+
+
+def _buildx_reason(log: list[str]) -> str:
+    """The line that explains a buildx failure (``ERROR: ...``), without the noise."""
+    for line in reversed(log):
+        text = re.sub(r"^#\d+\s+", "", line.strip())
+        if text.startswith("ERROR:"):
+            return text.removeprefix("ERROR:").strip()
+    return proc.tail("\n".join(log), 1) or "buildx failed"
+
+
+def _build_error(job: Job, reason: str, log: list[str]) -> BuildError:
+    """One line naming the image, pointing at the Dockerfile line when the output names one."""
+    line = _dockerfile_line(reason, log)
+    return BuildError(
+        f"image {job.name}: build failed: {reason}",
+        location=Location(str(job.image.dockerfile), line) if line else None,
+        detail=proc.tail("\n".join(log)),
+    )
+
+
+def _dockerfile_line(reason: str, log: list[str]) -> int | None:
+    """``parse error on line 3`` in the reason, or BuildKit's ``Dockerfile:12`` excerpt header."""
+    match = re.search(r"parse error (?:on )?line (\d+)", reason)
+    if match:
+        return int(match.group(1))
+    for text in reversed(log[-60:]):
+        match = re.search(r"(?:^|\s)[\w./-]*Dockerfile:(\d+)\s*$", text)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _buildx_builder(cfg: Config, out_dir: Path, base_refs: Sequence[str]) -> BuildxBuilder:
+    """The buildx builder, with its BuildKit daemon running; raises when it cannot be."""
+    buildx = tools.require("buildx").path
+    hosts = [split_reference(r)[0] for r in base_refs]
+    hosts = [h for h in [cfg.registry.host, *hosts] if is_loopback(h)]
+    if cfg.registry.insecure:
+        hosts.append(cfg.registry.host)
+    ensure_buildkit(buildx, hosts)
+    return BuildxBuilder(
+        buildx,
+        cache=cfg.registry.cache,
+        insecure=cfg.registry.insecure or is_loopback(cfg.registry.host),
+        metadata_dir=out_dir / "buildx",
+    )
+
+
+def choose_builder(
+    choice: str, cfg: Config, *, out_dir: Path, base_refs: Sequence[str] = ()
+) -> Builder:
+    """``auto`` means buildx when the pinned buildx and buildkitd are usable, else docker.
+
+    ``buildx`` asked for by name fails loudly instead of falling back.
+    """
+    if choice not in BUILDERS:
+        raise ConfigError(f"--builder: expected one of {', '.join(BUILDERS)}, got '{choice}'")
+    if choice in ("auto", "buildx"):
+        try:
+            return _buildx_builder(cfg, out_dir, base_refs)
+        except (ToolError, EnvironmentNotReady, ProcessError):
+            if choice == "buildx":
+                raise
+    return DockerBuilder(docker_client())

@@ -1,0 +1,124 @@
+"""The BuildKit daemon behind the buildx builder: started when none answers, reused when one does.
+
+Why the step runs its own ``buildkitd``: the ``docker`` driver of older Docker Engines cannot
+export cache to a registry, so buildx uses a ``remote`` builder pointing at a daemon this module
+starts, detached, so it outlives the run and the next run finds it ready.
+"""
+
+from __future__ import annotations
+
+import socket as socketlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ci import proc, tools
+from ci.errors import EnvironmentNotReady
+
+#: Where the images step starts its own BuildKit daemon when none is running.
+BUILDKIT_DIR = Path("/run/schedule-ci")
+BUILDKIT_SOCKET = BUILDKIT_DIR / "buildkitd.sock"
+BUILDX_BUILDER = "ci"
+
+
+def buildkit_config(insecure_hosts: Sequence[str]) -> str:
+    """``buildkitd.toml``: registries on this machine speak plain HTTP."""
+    lines = []
+    for host in sorted(set(insecure_hosts)):
+        lines += [f'[registry."{host}"]', "  http = true", "  insecure = true", ""]
+    return "\n".join(lines)
+
+
+def _buildx_ready(buildx: Path, builder: str) -> bool:
+    result = proc.run(
+        (str(buildx), "inspect", "--bootstrap", builder),
+        timeout=60,
+        check=False,
+        what="buildx inspect",
+    )
+    return result.ok and "running" in result.stdout.lower()
+
+
+def ensure_buildkit(
+    buildx: Path,
+    insecure_hosts: Sequence[str],
+    socket: Path = BUILDKIT_SOCKET,
+    builder: str = BUILDX_BUILDER,
+) -> None:
+    """Make ``buildx --builder ci`` work: start ``buildkitd`` and create the remote builder.
+
+    Idempotent and fast when both exist (one ``buildx inspect``).
+    """
+    if _buildx_ready(buildx, builder):
+        return
+    if not socket_alive(socket):
+        # A socket file left by a daemon that is gone (a reboot, a killed container) must not
+        # pass for a running one: remove it and start afresh.
+        socket.unlink(missing_ok=True)
+        buildkitd = tools.require("buildkitd")
+        socket.parent.mkdir(parents=True, exist_ok=True)
+        config = socket.parent / "buildkitd.toml"
+        config.write_text(buildkit_config(insecure_hosts), encoding="utf-8")
+        logfile = socket.parent / "buildkitd.log"
+        proc.run(
+            (
+                "sh",
+                "-c",
+                'exec setsid -f "$0" "$@" >>"$LOG" 2>&1 </dev/null',
+                str(buildkitd.path),
+                "--addr",
+                f"unix://{socket}",
+                "--config",
+                str(config),
+            ),
+            env={"LOG": str(logfile)},
+            timeout=30,
+            what="start buildkitd",
+        )
+        _wait_for(socket, logfile)
+    proc.run((str(buildx), "rm", builder), timeout=30, check=False, what="buildx rm")
+    proc.run(
+        (str(buildx), "create", "--name", builder, "--driver", "remote", f"unix://{socket}"),
+        timeout=60,
+        what="buildx create",
+    )
+    if not _buildx_ready(buildx, builder):
+        logfile = socket.parent / "buildkitd.log"
+        raise EnvironmentNotReady(
+            f"buildx builder '{builder}' at unix://{socket} did not start (log: {logfile})",
+            detail=_log_tail(logfile),
+        )
+
+
+def _log_tail(logfile: Path) -> str:
+    """The end of the daemon's log, for an error; empty when it wrote none."""
+    if not logfile.exists():
+        return ""
+    return proc.tail(logfile.read_text(encoding="utf-8", errors="replace"))
+
+
+def socket_alive(path: Path, timeout: float = 2.0) -> bool:
+    """True when something accepts connections on the Unix socket ``path``."""
+    if not path.exists():
+        return False
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if socket.exists():
+            return
+        time.sleep(0.2)
+    raise EnvironmentNotReady(
+        f"buildkitd did not create {socket} within {timeout:g}s",
+        detail=_log_tail(logfile),
+    )

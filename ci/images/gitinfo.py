@@ -1,0 +1,90 @@
+"""What the source says about itself: commit, branch, version tag and repository URL.
+
+Why two sources: under GitHub Actions the checkout may be shallow or detached, so the
+environment is the exact answer; elsewhere ``git`` in the project folder gives it. The facts
+become the image tags, the OCI labels and the ``VCS_REF``/``VERSION`` build args.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci import proc
+from ci.errors import CiError, ConfigError
+from ci.images.tags import SEMVER
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    """What the tags and labels say about the source: commit, branch, version tag, URL."""
+
+    sha: str
+    branch: str | None = None
+    tag: str | None = None
+    source: str | None = None
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:7]
+
+    @property
+    def version(self) -> str:
+        """The release version on a version tag (``v1.2.3`` -> ``1.2.3``), else the short SHA."""
+        if self.tag and SEMVER.match(self.tag):
+            return self.tag.removeprefix("v")
+        return self.short_sha
+
+
+def git_info(root: Path, env: Mapping[str, str] | None = None) -> GitInfo:
+    """Git facts from the Actions environment when present, else from ``git`` in ``root``."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_SHA"):
+        return _git_info_actions(env)
+    try:
+        sha = _git(root, "rev-parse", "HEAD")
+    except CiError:
+        raise ConfigError(
+            f"{root}: not a git repository with a commit (the image tags need the commit SHA)"
+        ) from None
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD", check=False)
+    tag = _git(root, "describe", "--tags", "--exact-match", "HEAD", check=False)
+    remote = _git(root, "config", "--get", "remote.origin.url", check=False)
+    return GitInfo(
+        sha=sha,
+        branch=branch if branch and branch != "HEAD" else None,
+        tag=tag or None,
+        source=https_url(remote) if remote else None,
+    )
+
+
+def _git_info_actions(env: Mapping[str, str]) -> GitInfo:
+    """Under Actions the checkout may be shallow or detached; the environment is exact."""
+    ref_type = env.get("GITHUB_REF_TYPE", "branch")
+    name = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or None
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    repo = env.get("GITHUB_REPOSITORY")
+    return GitInfo(
+        sha=env["GITHUB_SHA"],
+        branch=name if ref_type != "tag" else None,
+        tag=name if ref_type == "tag" else None,
+        source=f"{server}/{repo}" if repo else None,
+    )
+
+
+def _git(root: Path, *args: str, check: bool = True) -> str:
+    result = proc.run(("git", "-C", str(root), *args), timeout=30, check=check, what="git")
+    return result.stdout.strip() if result.ok else ""
+
+
+def https_url(remote: str) -> str:
+    """``git@github.com:org/repo.git`` -> ``https://github.com/org/repo`` (for the source label)."""
+    url = remote.strip()
+    match = re.match(r"^(?:ssh://)?git@([^:/]+)[:/](.+)$", url)
+    if match:
+        url = f"https://{match.group(1)}/{match.group(2)}"
+    url = re.sub(r"^(https?://)[^@/]+@", r"\1", url)  # drop credentials
+    return url.removesuffix(".git")

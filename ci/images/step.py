@@ -1,0 +1,143 @@
+"""``ci images build``: plan, build or reuse every image in a bounded pool, record the results.
+
+Why every image is attempted when one fails: images are independent, and a finished one fills
+the cache for the next run. Each job first asks the registry for its content tag: a hit is only
+tagged, a miss is built, its digest confirmed, then tagged (see ``publish``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ci.errors import CiError, ConfigError, EnvironmentNotReady, RegistryError
+from ci.images.builders import Builder, DockerBuilder, choose_builder, docker_client
+from ci.images.credentials import registry_client
+from ci.images.gitinfo import git_info
+from ci.images.lookup import Lookup, base_resolver
+from ci.images.plan import Job, Progress, base_refs, no_progress, plan, select_images
+from ci.images.publish import add_tags, confirm_and_tag
+from ci.images.results import ImageResult, ImagesResult, pending, write_result
+from ci.registry import Client
+
+if TYPE_CHECKING:
+    from ci.config import Config
+
+
+DEFAULT_JOBS = 2
+
+
+def build_images(
+    cfg: Config,
+    *,
+    out_dir: Path,
+    push: bool = False,
+    only: Sequence[str] = (),
+    builder: str = "auto",
+    jobs: int = DEFAULT_JOBS,
+    progress: Progress = no_progress,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    no_cache: bool = False,
+) -> ImagesResult:
+    """Build (and push) the configured images and write ``images.json``.
+
+    Every image is attempted even when one fails (they are independent, and a finished one
+    fills the cache for the next run). With ``check`` the first failure is raised at the end;
+    without, the caller gets the result (to show the table) and calls ``raise_first``.
+    ``no_cache`` rebuilds every image from scratch, content tag or not.
+    """
+    started = time.monotonic()
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected at least 1, got {jobs}")
+    git = git_info(cfg.root, env)
+    bases = base_refs(cfg, only)
+    registry = registry_client(cfg, env)
+    names = ", ".join(i.name for i in select_images(cfg, only))
+    try:
+        chosen = choose_builder(builder, cfg, out_dir=out_dir, base_refs=bases)
+    except CiError as exc:
+        exc.message = f"cannot build {names}: {exc.message}"
+        raise
+    chosen.no_cache = no_cache
+    client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
+    planned = plan(cfg, git, only=only, resolve=base_resolver(chosen, registry))
+    runner = _Runner(chosen, Lookup(client, registry), registry, push, progress)
+    results = [pending(job) for job in planned]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="image") as pool:
+        futures = [
+            pool.submit(runner.run, job, res) for job, res in zip(planned, results, strict=True)
+        ]
+        errors = [f.result() for f in futures]
+    result = ImagesResult(chosen.name, push, git, results, time.monotonic() - started)
+    result.errors = [e for e in errors if e is not None]
+    write_result(result, out_dir)
+    if check:
+        result.raise_first()
+    return result
+
+
+def _optional_docker() -> Any | None:
+    """A Docker client for registry lookups when the daemon is up; the buildx path needs none."""
+    try:
+        return docker_client()
+    except EnvironmentNotReady:
+        return None
+
+
+@dataclass(frozen=True)
+class _Runner:
+    """What every job of one run shares: the builder, the registry, the push switch."""
+
+    builder: Builder
+    lookup: Lookup
+    registry: Client
+    push: bool
+    progress: Progress
+
+    def run(self, job: Job, res: ImageResult) -> CiError | None:
+        """Run one image to the end; return its error instead of raising (the others go on)."""
+        started = time.monotonic()
+        try:
+            self._publish_or_build(job, res)
+        except CiError as exc:
+            if not exc.message.startswith(f"image {job.name}"):
+                exc.message = f"image {job.name}: {exc.message}"
+            res.status, res.error = "failed", exc.message
+            res.duration = time.monotonic() - started
+            self.progress(job.name, f"failed after {res.duration:.1f}s")
+            return exc
+        res.duration = time.monotonic() - started
+        self.progress(job.name, f"{res.status} {res.digest} in {res.duration:.1f}s")
+        return None
+
+    def _existing(self, job: Job) -> str | None:
+        """The digest behind the job's content tag, unless the caller wants a fresh build."""
+        if self.builder.no_cache:
+            return None
+        return self.lookup.digest(job.repository, job.content_tag)
+
+    def _publish_or_build(self, job: Job, res: ImageResult) -> None:
+        try:
+            existing = self._existing(job)
+        except RegistryError:
+            if self.push:
+                raise
+            existing = None  # a local build does not need the registry
+        if existing:
+            res.status, res.digest = "cached", existing
+            self.progress(job.name, f"cached ({job.content_tag})")
+            if self.push:
+                add_tags(job, self.registry, existing, list(job.tags), self.progress)
+                res.pushed = True
+            return
+        self.progress(job.name, f"building with {self.builder.name}")
+        digest = self.builder.build(job, push=self.push, progress=self.progress, log=res.log)
+        res.status, res.digest = "built", digest
+        if self.push:
+            confirm_and_tag(job, self.registry, digest, self.progress)
+            res.pushed = True
