@@ -1,9 +1,10 @@
-"""The OCI registry HTTP API: manifest lookups, digests, tagging, with retries.
+"""The OCI registry HTTP API: manifest lookups, digests, manifest writes, with retries.
 
 Why talk to the registry directly: adding a tag to an image that is already pushed is one
 manifest GET and one PUT, with no layer moving anywhere -- that is what makes "nothing changed"
-runs fast. The same client reads an image's config (labels, user) so tests and diagnosis look
-at what the registry really serves, not at a local copy.
+runs fast (``ci.images.publish`` adds tags that way, and undoes them). The same client reads an
+image's config (labels, user) so tests and diagnosis look at what the registry really serves,
+not at a local copy.
 
 Transient failures (connection refused, timeouts, 429 and 5xx answers) are retried with
 exponential backoff; what is still failing after that becomes one ``RegistryError`` line
@@ -247,23 +248,6 @@ class Client:
         )
         assert resp is not None
         return resp.headers.get("Docker-Content-Digest") or manifest.digest
-
-    def tag(self, repo: str, source: str, tags: list[str]) -> list[str]:
-        """Add ``tags`` to the manifest ``source`` (tag or digest), in order.
-
-        Tags that already point there are left alone, so tagging the same content twice
-        writes nothing. Returns the tags that were written.
-        """
-        manifest = self.manifest(repo, source)
-        if manifest is None:
-            raise RegistryError(f"registry {self.host}: {repo}@{source} not found, cannot tag it")
-        written = []
-        for tag in tags:
-            if self.digest(repo, tag) == manifest.digest:
-                continue
-            self.put_manifest(repo, tag, manifest)
-            written.append(tag)
-        return written
 
     def delete(self, repo: str, digest: str) -> bool:
         """Delete a manifest by digest; False when the registry does not allow deletes."""

@@ -75,6 +75,9 @@ def _undo_tags(registry: Client, path: str, previous: dict[str, str | None]) -> 
         if old is None:
             continue
         try:
-            registry.tag(path, old, [tag])
+            manifest = registry.manifest(path, old)
+            if manifest is None:
+                return
+            registry.put_manifest(path, tag, manifest)
         except RegistryError:
             return
