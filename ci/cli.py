@@ -7,17 +7,13 @@ Nothing here does pipeline work. Step modules are imported inside the commands s
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn
 
 import click
 
 from ci import __version__
-from ci.errors import EXIT_INTERRUPTED, CiError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from ci.errors import CiError, CommandHelp, Interrupted, UsageError
 
 DEFAULT_CONFIG = "ci.yaml"
 DEFAULT_OUT = ".ci-out"
@@ -44,53 +40,50 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def handle_errors(func: F) -> F:
-    """Turn ``CiError`` into one line on stderr (and an Actions annotation) plus its exit code."""
+def as_ci_error(exc: BaseException) -> CiError:
+    """Any way a command can fail, as the ``CiError`` whose class gives the exit code."""
+    if isinstance(exc, CiError):
+        return exc
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return CommandHelp(exc.format_message())
+    if isinstance(exc, click.UsageError):
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        return UsageError(where + exc.format_message())
+    if isinstance(exc, click.ClickException):
+        return CiError(exc.format_message())
+    return Interrupted()
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CiError as exc:
-            from ci import gha
 
-            for problem in getattr(exc, "problems", [exc]):
-                gha.error(problem.message, location=problem.location)
-            if exc.detail:
-                gha.detail(exc.detail)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+def fail(exc: BaseException) -> NoReturn:
+    """The one error handler: show the failure once, exit with the code of its class."""
+    from ci import errors, presenter
 
-    return wrapper  # type: ignore[return-value]
+    error = as_ci_error(exc)
+    presenter.failure(error)
+    sys.exit(errors.exit_code(error))
 
 
 class OneLineErrors(click.Group):
-    """Report usage errors as one ``error: ...`` line (plus a hint) instead of click's usage block.
+    """The root group: every failure leaves through ``fail``, as one line and an exit code.
 
-    Scripts and Actions annotations read the first line; a person gets the command to try.
+    A usage error is one ``error: ...`` line instead of click's usage block: scripts and
+    Actions annotations read the first line. Only a bug still shows a traceback.
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.format_message(), err=True)
-            sys.exit(exc.exit_code)
-        except click.UsageError as exc:
-            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-            click.echo(f"error: {where}{exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            click.echo(f"error: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        except (CiError, click.ClickException, click.Abort, KeyboardInterrupt) as exc:
+            fail(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a Ctrl-C in it reaches ``fail`` as itself, not as click's
+        ``Abort`` (which first prints an empty line)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
 
 @click.group(
@@ -133,7 +126,6 @@ def config_group() -> None:
 
 @config_group.command("validate")
 @pass_ctx
-@handle_errors
 def config_validate(ctx: Context) -> None:
     """Check the configuration against its schema and that the files it names exist."""
     cfg = ctx.config
@@ -145,7 +137,6 @@ def config_validate(ctx: Context) -> None:
 @config_group.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @pass_ctx
-@handle_errors
 def config_show(ctx: Context, as_json: bool) -> None:
     """Print the configuration with every default filled in."""
     from ci import config
@@ -163,7 +154,6 @@ def tools_group() -> None:
 
 @tools_group.command("install")
 @click.argument("names", nargs=-1)
-@handle_errors
 def tools_install(names: tuple[str, ...]) -> None:
     """Build pinned tools into .tools/bin, skipping those already at the pinned version."""
     from ci import tools
@@ -188,7 +178,6 @@ def tools_list() -> None:
 
 
 @main.command("doctor")
-@handle_errors
 def doctor() -> None:
     """Report each tool's version, where it came from, and what is missing or too old."""
     from ci import gha, tools
@@ -245,7 +234,6 @@ def cluster_group() -> None:
 @_PROVIDER_OPTION
 @_KUBECONFIG_OPTION
 @pass_ctx
-@handle_errors
 def cluster_up(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Start the cluster (or reuse the running one) and print how to reach it."""
     from ci import cluster
@@ -259,7 +247,6 @@ def cluster_up(ctx: Context, provider: str | None, kubeconfig: Path | None) -> N
 @_PROVIDER_OPTION
 @_KUBECONFIG_OPTION
 @pass_ctx
-@handle_errors
 def cluster_down(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Stop the cluster and remove everything it left on the machine."""
     from ci import cluster
@@ -271,7 +258,6 @@ def cluster_down(ctx: Context, provider: str | None, kubeconfig: Path | None) ->
 @_PROVIDER_OPTION
 @_KUBECONFIG_OPTION
 @pass_ctx
-@handle_errors
 def cluster_status(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Print the running cluster's kubeconfig, API, ingress and registry; exit 3 if it is down."""
     from ci import cluster
@@ -318,7 +304,6 @@ def images_group() -> None:
     help="Rebuild from scratch, even unchanged images.",
 )
 @pass_ctx
-@handle_errors
 def images_build(
     ctx: Context, *, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
 ) -> None:
@@ -380,7 +365,6 @@ def _show_images(result: Any) -> None:
 
 @images_group.command("login")
 @pass_ctx
-@handle_errors
 def images_login(ctx: Context) -> None:
     """Log in to the registry with credentials from the environment (never printed)."""
     from ci import images
@@ -411,7 +395,6 @@ def pipeline_show(env: str) -> None:
 @click.option("--env", "env", default="staging", show_default=True, help="Environment to deploy.")
 @click.option("--until", "until", default=None, help="Stop after the step with this name.")
 @click.pass_context
-@handle_errors
 def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     """Run every step in order as the push workflow does; stop at the first failure."""
     from ci import gha, pipeline
@@ -491,7 +474,6 @@ env_option = click.option(
 @chart_group.command("lint")
 @env_option
 @click.pass_context
-@handle_errors
 def chart_lint(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """helm lint --strict with each environment's values, plus yamllint on the values files."""
     from ci import chart
@@ -513,7 +495,6 @@ def chart_lint(cctx: click.Context, envs: tuple[str, ...]) -> None:
 )
 @click.option("--set", "set_values", multiple=True, help="Extra key=value (as helm --set).")
 @click.pass_context
-@handle_errors
 def chart_render(
     cctx: click.Context, env: str, output: Path | None, set_values: tuple[str, ...]
 ) -> None:
@@ -546,7 +527,6 @@ def _per_env(cctx: click.Context, envs: tuple[str, ...], step: str) -> None:
 @chart_group.command("validate")
 @env_option
 @click.pass_context
-@handle_errors
 def chart_validate(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """Check every rendered object against the Kubernetes (and CRD) JSON Schemas, offline."""
     _per_env(cctx, envs, "validate")
@@ -555,7 +535,6 @@ def chart_validate(cctx: click.Context, envs: tuple[str, ...]) -> None:
 @chart_group.command("policy")
 @env_option
 @click.pass_context
-@handle_errors
 def chart_policy(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """Apply the policy rules (SEC/RES/PRB/IMG/HOOK/HPA) to the rendered objects."""
     _per_env(cctx, envs, "policy")
@@ -564,7 +543,6 @@ def chart_policy(cctx: click.Context, envs: tuple[str, ...]) -> None:
 @chart_group.command("check")
 @env_option
 @click.pass_context
-@handle_errors
 def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """Lint, render, validate and policy for every environment; write OUT/findings.json."""
     from ci import chart, gha
@@ -602,7 +580,6 @@ def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
 @click.option("--image", default=None, help="Image key in the values file (backend, ...).")
 @click.option("--tag", default=None, help="New image tag.")
 @pass_ctx
-@handle_errors
 def chart_bump(
     ctx: Context,
     *,
@@ -677,7 +654,6 @@ _HELM_MAJOR_OPTION = click.option(
 )
 @_HELM_MAJOR_OPTION
 @pass_ctx
-@handle_errors
 def deploy_cmd(
     ctx: Context,
     *,
@@ -788,7 +764,6 @@ def deploy_cmd(
 )
 @_HELM_MAJOR_OPTION
 @pass_ctx
-@handle_errors
 def smoke_cmd(
     ctx: Context,
     *,

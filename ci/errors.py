@@ -1,12 +1,14 @@
 """The error hierarchy and the exit codes the CLI maps it to.
 
-Every failure a user can cause or meet is a ``CiError``: the CLI prints its one-line
-message (plus an Actions annotation) and exits with its code, never a traceback.
+Every failure a user can cause or meet is a ``CiError``: the CLI's one handler prints its
+one-line message (an Actions annotation under Actions) and exits with the code ``EXIT_CODES``
+gives its class, never a traceback.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -43,14 +45,29 @@ class Location:
 class CiError(Exception):
     """A failure with a message meant for people and an exit code meant for machines."""
 
-    exit_code = EXIT_FAILED
+    #: Show the message as it is (no ``error:`` prefix, no annotation): a help text, a notice.
+    bare: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, location: Location | None = None, detail: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: Location | None = None,
+        detail: str = "",
+        reported: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
         #: Longer output (captured stderr, logs) shown after the one-line message.
         self.detail = detail
+        #: The step's own output already shows why (findings, a failed step's error): the
+        #: handler prints nothing more and only exits with the code.
+        self.reported = reported
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self)
 
     def __str__(self) -> str:
         if self.location is not None:
@@ -60,8 +77,6 @@ class CiError(Exception):
 
 class ConfigError(CiError):
     """The configuration file or a command-line value is wrong."""
-
-    exit_code = EXIT_USAGE
 
 
 class ConfigInvalid(ConfigError):
@@ -74,55 +89,96 @@ class ConfigInvalid(ConfigError):
         self.problems = problems
 
 
+class UsageError(ConfigError):
+    """The command line itself is wrong: an unknown command or option, a bad option value."""
+
+
+class CommandHelp(UsageError):
+    """A command group called without a command: its help is the whole message."""
+
+    bare = True
+
+
 class ToolError(CiError):
     """A required program is missing, too old, or not runnable."""
-
-    exit_code = EXIT_ENVIRONMENT
 
 
 class ProcessError(CiError):
     """An external program ran and failed (non-zero exit or timeout)."""
 
-    exit_code = EXIT_FAILED
-
 
 class EnvironmentNotReady(CiError):
     """A service the step needs (docker daemon, registry, cluster) cannot be reached."""
-
-    exit_code = EXIT_ENVIRONMENT
 
 
 class RegistryError(CiError):
     """The OCI registry refused or failed a request."""
 
-    exit_code = EXIT_FAILED
-
 
 class BuildError(CiError):
     """An image failed to build or push."""
-
-    exit_code = EXIT_FAILED
 
 
 class ChartError(CiError):
     """The chart failed lint, render, validation or policy."""
 
-    exit_code = EXIT_FAILED
-
 
 class ClusterError(CiError):
     """The Kubernetes cluster refused or failed an operation."""
-
-    exit_code = EXIT_ENVIRONMENT
 
 
 class DeployError(CiError):
     """A release failed to install, upgrade, or roll back."""
 
-    exit_code = EXIT_FAILED
-
 
 class SmokeError(CiError):
     """A smoke check failed after its retries and deadline."""
 
-    exit_code = EXIT_FAILED
+
+class PipelineError(CiError):
+    """A pipeline step failed; its own output says why."""
+
+
+class StepFailed(PipelineError):
+    """One step run on its own failed: ``ci pipeline step`` exits with that step's exit code."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message, reported=True)
+        self.returncode = returncode
+
+
+class Interrupted(CiError):
+    """Ctrl-C (or a closed input) stopped the command."""
+
+    bare = True
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+
+#: The exit code of each error class; a class not listed takes its nearest listed ancestor's.
+EXIT_CODES: dict[type[CiError], int] = {
+    CiError: EXIT_FAILED,
+    ConfigError: EXIT_USAGE,
+    ToolError: EXIT_ENVIRONMENT,
+    ProcessError: EXIT_FAILED,
+    EnvironmentNotReady: EXIT_ENVIRONMENT,
+    RegistryError: EXIT_FAILED,
+    BuildError: EXIT_FAILED,
+    ChartError: EXIT_FAILED,
+    ClusterError: EXIT_ENVIRONMENT,
+    DeployError: EXIT_FAILED,
+    SmokeError: EXIT_FAILED,
+    PipelineError: EXIT_FAILED,
+    Interrupted: EXIT_INTERRUPTED,
+}
+
+
+def exit_code(error: CiError) -> int:
+    """The exit code for ``error``: its class's in ``EXIT_CODES``; a failed step's own code."""
+    if isinstance(error, StepFailed):
+        return error.returncode
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EXIT_FAILED
