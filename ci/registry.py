@@ -2,9 +2,7 @@
 
 Why talk to the registry directly: adding a tag to an image that is already pushed is one
 manifest GET and one PUT, with no layer moving anywhere -- that is what makes "nothing changed"
-runs fast (``ci.images.publish`` adds tags that way, and undoes them). The same client reads an
-image's config (labels, user) so tests and diagnosis look at what the registry really serves,
-not at a local copy.
+runs fast (``ci.images.publish`` adds tags that way, and undoes them).
 
 Transient failures (connection refused, timeouts, 429 and 5xx answers) are retried with
 exponential backoff; what is still failing after that becomes one ``RegistryError`` line
@@ -259,37 +257,6 @@ class Client:
             missing_ok=True,
         )
         return resp is not None
-
-    def tags(self, repo: str) -> list[str]:
-        """The repository's tags (empty when the repository does not exist)."""
-        resp = self.request(
-            "GET", f"{repo}/tags/list?n=1000", scope=f"repository:{repo}:pull", missing_ok=True
-        )
-        if resp is None:
-            return []
-        return list(resp.json().get("tags") or [])
-
-    def blob(self, repo: str, digest: str) -> bytes:
-        """A blob's content (used for image configs, which are small)."""
-        resp = self.request("GET", f"{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
-        assert resp is not None
-        return resp.content
-
-    def image_config(self, repo: str, ref: str, platform: str = "linux/amd64") -> dict[str, Any]:
-        """The image config (``config.Labels``, ``config.User``...) for one platform."""
-        manifest = self.manifest(repo, ref)
-        if manifest is None:
-            raise RegistryError(f"registry {self.host}: {repo}:{ref} not found")
-        if manifest.is_index:
-            child = pick_platform(manifest.json(), platform)
-            if child is None:
-                raise RegistryError(f"registry {self.host}: {repo}:{ref} has no {platform} image")
-            manifest = self.manifest(repo, child)
-            if manifest is None:
-                raise RegistryError(f"registry {self.host}: {repo}@{child} not found")
-        config_digest = manifest.json()["config"]["digest"]
-        data: dict[str, Any] = json.loads(self.blob(repo, config_digest))
-        return data
 
 
 def pick_platform(index: dict[str, Any], platform: str) -> str | None:

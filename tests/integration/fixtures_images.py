@@ -147,7 +147,7 @@ def clean_namespace(host: str, namespace: str) -> None:
     client = registry.Client(host, retries=1)
     for name in ("api", "web", "backend", "frontend", "dbtools"):
         repo = f"{namespace}/{name}"
-        digests = {client.digest(repo, tag) for tag in client.tags(repo)}
+        digests = {client.digest(repo, tag) for tag in _tags(client, repo)}
         for digest in digests - {None}:
             assert digest is not None
             client.delete(repo, digest)
@@ -161,12 +161,32 @@ def clean_namespace(host: str, namespace: str) -> None:
         subprocess.run(["docker", "rmi", "-f", *refs], capture_output=True, check=False)
 
 
-def image_config(host: str, repo: str, ref: str) -> dict[str, Any]:
+def _tags(client: registry.Client, repo: str) -> list[str]:
+    """The repository's tags (none when it does not exist), through the HTTP API."""
+    resp = client.request(
+        "GET", f"{repo}/tags/list?n=1000", scope=f"repository:{repo}:pull", missing_ok=True
+    )
+    return list(resp.json().get("tags") or []) if resp is not None else []
+
+
+def image_config(host: str, repo: str, ref: str, platform: str = "linux/amd64") -> dict[str, Any]:
     """The image config the registry serves (labels, user), read through the HTTP API."""
-    return registry.Client(host, retries=1).image_config(repo, ref)
+    client = registry.Client(host, retries=1)
+    manifest = client.manifest(repo, ref)
+    assert manifest is not None, f"{host}/{repo}:{ref} not in the registry"
+    if manifest.is_index:
+        child = registry.pick_platform(manifest.json(), platform)
+        assert child is not None, f"{host}/{repo}:{ref} has no {platform} image"
+        manifest = client.manifest(repo, child)
+        assert manifest is not None, f"{host}/{repo}@{child} not in the registry"
+    digest = manifest.json()["config"]["digest"]
+    resp = client.request("GET", f"{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
+    assert resp is not None
+    config: dict[str, Any] = json.loads(resp.content)
+    return config
 
 
 def tag_digests(host: str, repo: str) -> dict[str, str | None]:
     """Every tag of ``repo`` and the manifest digest it points to, through the HTTP API."""
     client = registry.Client(host, retries=1)
-    return {tag: client.digest(repo, tag) for tag in client.tags(repo)}
+    return {tag: client.digest(repo, tag) for tag in _tags(client, repo)}
