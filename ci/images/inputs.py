@@ -10,14 +10,18 @@ the Dockerfile's ``FROM`` lines name -- not timestamps, ownership or the commit.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docker.utils.build import exclude_paths
+from dockerfile_parse import DockerfileParser  # type: ignore[import-untyped]
+from dockerfile_parse.parser import image_from  # type: ignore[import-untyped]
+from dockerfile_parse.util import WordSplitter  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
     from ci.config import Image
@@ -25,26 +29,6 @@ if TYPE_CHECKING:
 
 #: Bump when the hash recipe changes, so old content tags stop matching.
 HASH_SCHEME = "ci-images-v1"
-
-
-def logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Dockerfile instructions with continuations joined, comments dropped, and their line."""
-    buf, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not buf and (not line or line.startswith("#")):
-            continue
-        if buf and line.startswith("#"):
-            continue
-        if not buf:
-            start = number
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        yield start, buf + line
-        buf = ""
-    if buf:
-        yield start, buf
 
 
 _VAR = re.compile(
@@ -71,27 +55,30 @@ def base_images(dockerfile: str, build_args: Mapping[str, str]) -> list[str]:
     """The images the ``FROM`` lines name after ``ARG`` substitution, without stage names.
 
     Part of the input hash: changing ``BUILD_IMAGE`` from one base to another must rebuild.
+    ``dockerfile-parse`` reads the instructions (continuations, comments, quoting, the escape
+    directive); ``substitute`` expands the image names, as that library knows no
+    ``${X:-default}``.
     """
     args: dict[str, str] = {}
     stages: set[str] = set()
     refs: list[str] = []
     seen_from = False
-    for _, line in logical_lines(dockerfile):
-        word, _, rest = line.partition(" ")
-        if word.upper() == "ARG" and not seen_from:
-            for decl in rest.split():
+    for instruction in DockerfileParser(fileobj=io.BytesIO(dockerfile.encode())).structure:
+        kind, value = instruction["instruction"], instruction["value"]
+        if kind == "ARG" and not seen_from:
+            for decl in WordSplitter(value).split():
                 name, eq, default = decl.partition("=")
-                args[name] = build_args.get(name, default.strip("\"'") if eq else "")
-        elif word.upper() == "FROM":
+                args[name] = build_args.get(name, default if eq else "")
+        elif kind == "FROM":
             seen_from = True
-            words = [w for w in rest.split() if not w.startswith("--")]
-            if not words:
+            image, stage = image_from(value)
+            if image is None:
                 continue
-            ref = substitute(words[0], args)
+            ref = substitute(image, args)
             if ref.lower() != "scratch" and ref not in stages and ref not in refs:
                 refs.append(ref)
-            if len(words) >= 3 and words[1].lower() == "as":
-                stages.add(words[2])
+            if stage:
+                stages.add(stage)
     return refs
 
 

@@ -126,9 +126,13 @@ def test_git_info_outside_a_repository_is_a_config_error(tmp_path: Path) -> None
 # ----------------------------------------------------------------------------- dockerfile
 
 
-def test_logical_lines_join_continuations_and_drop_comments() -> None:
-    text = "# c\nFROM a \\\n  AS b\n\nRUN x \\\n# inner comment\n  && y\n"
-    assert list(inputs.logical_lines(text)) == [(2, "FROM a  AS b"), (5, "RUN x  && y")]
+def test_base_images_join_continuations_and_drop_comments() -> None:
+    text = (
+        "# c\nARG A=a:1 \\\n# inner comment\n  B='b:2'\n"
+        "FROM $A \\\n  AS first\n\nRUN x \\\n# inner comment\n  && y\n"
+        "FROM first\nFROM ${B}\n"
+    )
+    assert inputs.base_images(text, {}) == ["a:1", "b:2"]
 
 
 @pytest.mark.parametrize(
