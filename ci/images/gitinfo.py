@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ci import proc
 from ci.errors import CiError, ConfigError
-from ci.images.tags import SEMVER
+from ci.images.tags import release
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class GitInfo:
     @property
     def version(self) -> str:
         """The release version on a version tag (``v1.2.3`` -> ``1.2.3``), else the short SHA."""
-        if self.tag and SEMVER.match(self.tag):
+        if self.tag and release(self.tag):
             return self.tag.removeprefix("v")
         return self.short_sha
 

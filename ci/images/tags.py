@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import semver
+
 if TYPE_CHECKING:
     from ci.images.gitinfo import GitInfo
 
 
-SEMVER = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-    r"(?P<pre>-[0-9A-Za-z.-]+)?(?P<build>\+[0-9A-Za-z.-]+)?$"
-)
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -27,6 +25,17 @@ def sanitize_tag(name: str) -> str | None:
     return tag or None
 
 
+def release(ref: str) -> semver.Version | None:
+    """The SemVer version a tag names (``v1.2.3``, ``1.2.3-rc.1+build.7``), or None.
+
+    SemVer, not PEP 440: ``1.2.3-1`` is a pre-release and ``1.2.3-beta.x`` is a version.
+    """
+    try:
+        return semver.Version.parse(ref.removeprefix("v"))
+    except ValueError:
+        return None
+
+
 def semver_tags(ref: str) -> list[str]:
     """``v1.2.3`` -> ``1.2.3``, ``1.2``, ``1``.
 
@@ -34,16 +43,15 @@ def semver_tags(ref: str) -> list[str]:
     gets no bare ``0`` (0.x releases promise no compatibility). Build metadata's ``+`` is not
     allowed in tags and becomes ``_``. Not a version: no tags.
     """
-    match = SEMVER.match(ref)
-    if not match:
+    version = release(ref)
+    if version is None:
         return []
     full = ref.removeprefix("v").replace("+", "_")
-    if match.group("pre"):
+    if version.prerelease:
         return [full]
-    major, minor = match.group("major"), match.group("minor")
-    tags = [full, f"{major}.{minor}"]
-    if major != "0":
-        tags.append(major)
+    tags = [full, f"{version.major}.{version.minor}"]
+    if version.major:
+        tags.append(str(version.major))
     return tags
 
 
