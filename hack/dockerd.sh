@@ -4,11 +4,7 @@
 set -euo pipefail
 log=${DOCKERD_LOG:-/var/log/ci-dockerd.log}
 if docker info >/dev/null 2>&1; then exit 0; fi
-if ! command -v dockerd >/dev/null 2>&1; then
-  echo "dockerd.sh: installing docker.io" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
-fi
+"$(dirname "$0")/ensure-packages.sh" dockerd=docker.io
 nohup dockerd --host unix:///var/run/docker.sock >"$log" 2>&1 &
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then exit 0; fi

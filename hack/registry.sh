@@ -12,9 +12,7 @@ pidfile=$run/registry.pid
 up() {
   if curl -fsS "http://$addr/v2/" >/dev/null 2>&1; then return 0; fi
   if ! command -v docker-registry >/dev/null 2>&1; then
-    echo "registry.sh: installing docker-registry" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+    "$(dirname "$0")/ensure-packages.sh" docker-registry=docker-registry
     # The package starts a system service on :5000; this script manages its own instance.
     systemctl stop docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true
     pkill -x docker-registry >/dev/null 2>&1 || true

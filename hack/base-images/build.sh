@@ -29,7 +29,7 @@ image_label() { # image -> the hash label, empty when the image is absent or unl
 rootfs_tarball() { # debootstrap once; later runs reuse the cached tarball
   local tar=$cache/debian-$suite-minbase.tar
   if [[ -s $tar ]]; then echo "$tar"; return 0; fi
-  command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install -y debootstrap"
+  "$here/../ensure-packages.sh" debootstrap=debootstrap || die "could not install debootstrap"
   mkdir -p "$cache"
   local dir t0
   dir=$(mktemp -d "$cache/rootfs.XXXXXX")
