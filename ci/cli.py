@@ -181,7 +181,7 @@ def tools_list() -> None:
 def doctor() -> None:
     """Report each tool's version, where it came from, and what is missing or too old."""
     from ci import gha, tools
-    from ci.errors import EXIT_ENVIRONMENT
+    from ci.errors import ToolError
 
     statuses = tools.doctor()
     rows = [
@@ -198,8 +198,9 @@ def doctor() -> None:
     problems = [s for s in statuses if not s.ok]
     for s in problems:
         click.echo(f"{s.name}: {s.hint}", err=True)
-    if any(s.required for s in problems):
-        sys.exit(EXIT_ENVIRONMENT)
+    missing = [s.name for s in problems if s.required]
+    if missing:
+        raise ToolError(f"required tools missing or too old: {', '.join(missing)}", reported=True)
 
 
 # --------------------------------------------------------------------------- cluster
@@ -419,8 +420,7 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     gha.echo()
     gha.echo(pipeline.summary_text(summary, result).rstrip("\n"))
     gha.add_summary(pipeline.summary_markdown(summary, result))
-    if not result.ok:
-        sys.exit(1)
+    result.raise_if_failed()
 
 
 # ---------------------------------------------------------------------------- chart
@@ -461,9 +461,12 @@ def _report_findings(report: Any, title: str) -> None:
     )
 
 
-def _finish(report: Any) -> None:
+def _finish(report: Any, title: str) -> None:
+    """Fail (exit 1) when the chart has errors: the findings shown above name each one."""
+    from ci.errors import ChartError
+
     if not report.ok:
-        sys.exit(1)
+        raise ChartError(f"{title}: {len(report.errors)} error(s)", reported=True)
 
 
 env_option = click.option(
@@ -482,7 +485,7 @@ def chart_lint(cctx: click.Context, envs: tuple[str, ...]) -> None:
     cfg = ctx.config
     report = chart.lint(cfg, _helm(cctx), chart.select_envs(cfg, envs))
     _report_findings(report, "chart lint")
-    _finish(report)
+    _finish(report, "chart lint")
 
 
 @chart_group.command("render")
@@ -521,7 +524,7 @@ def _per_env(cctx: click.Context, envs: tuple[str, ...], step: str) -> None:
         run = chart.validate_env if step == "validate" else chart.policy_env
         report.extend(run(cfg, rendered))
     _report_findings(report, f"chart {step}")
-    _finish(report)
+    _finish(report, f"chart {step}")
 
 
 @chart_group.command("validate")
@@ -564,7 +567,7 @@ def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
         + gha.markdown_table(["environment", "objects"], rows)
         + f"\n{len(report.errors)} error(s); findings in `{findings}`\n"
     )
-    _finish(report)
+    _finish(report, "chart check")
 
 
 @chart_group.command("bump")
@@ -781,7 +784,6 @@ def smoke_cmd(
     rollback_on_smoke_failure, the release is rolled back to its recorded previous revision.
     """
     from ci import gha, smoke
-    from ci.errors import SmokeError
 
     result = smoke.run(
         ctx.config,
@@ -802,10 +804,4 @@ def smoke_cmd(
         f"### Smoke: {env} ({verdict})\n\n" + gha.markdown_table(smoke.HEADERS, rows) + note
     )
     gha.set_output("smoke", "passed" if result.passed else "failed")
-    if not result.passed:
-        names = ", ".join(c.name for c in result.failed)
-        extra = f"; {result.rollback}" if result.rollback else ""
-        raise SmokeError(
-            f"smoke checks failed in {env}: {names}{extra}",
-            detail="\n\n".join(c.failure_text() for c in result.failed),
-        )
+    result.raise_if_failed()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import proc
+from ci.errors import PipelineError, StepFailed
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ class StepResult:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    @property
+    def exit_code(self) -> int:
+        """The step's exit code as a shell reports it: 128 + N when killed by signal N."""
+        return self.returncode if self.returncode >= 0 else 128 - self.returncode
+
+    def raise_if_failed(self) -> None:
+        """``StepFailed`` with the step's exit code; the step has printed its own error."""
+        if not self.ok:
+            raise StepFailed(f"{self.step.command()} failed", self.exit_code)
+
 
 @dataclass
 class PipelineResult:
@@ -62,6 +73,12 @@ class PipelineResult:
     @property
     def ok(self) -> bool:
         return all(s.ok for s in self.steps) and not self.skipped
+
+    def raise_if_failed(self) -> None:
+        """``PipelineError`` (exit 1) naming the failed step, whose output shows why."""
+        failed = [s.step.name for s in self.steps if not s.ok]
+        if not self.ok:
+            raise PipelineError(f"pipeline failed at {', '.join(failed)}", reported=True)
 
 
 StepStarted = Callable[[Step], None]

@@ -23,7 +23,7 @@ from typing import Any
 
 from ci import proc, release
 from ci.config import Config, Environment, SmokeCheck
-from ci.errors import CiError, ConfigError, first_line
+from ci.errors import CiError, ConfigError, SmokeError, first_line
 from ci.release import ReleaseRecord
 
 BODY_EXCERPT = 500
@@ -227,6 +227,17 @@ class SmokeResult:
     @property
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if c.status == "failed"]
+
+    def raise_if_failed(self) -> None:
+        """``SmokeError`` naming the failed checks (and the rollback), their responses as detail."""
+        if self.passed:
+            return
+        names = ", ".join(c.name for c in self.failed)
+        extra = f"; {self.rollback}" if self.rollback else ""
+        raise SmokeError(
+            f"smoke checks failed in {self.env}: {names}{extra}",
+            detail="\n\n".join(c.failure_text() for c in self.failed),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
