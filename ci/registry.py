@@ -5,8 +5,8 @@ manifest GET and one PUT, with no layer moving anywhere -- that is what makes "n
 runs fast (``ci.images.publish`` adds tags that way, and undoes them).
 
 Transient failures (connection refused, timeouts, 429 and 5xx answers) are retried with
-exponential backoff; what is still failing after that becomes one ``RegistryError`` line
-naming the registry and the request.
+exponential backoff by ``urllib3.util.Retry``, mounted on the client's requests session; what is
+still failing after that becomes one ``RegistryError`` line naming the registry and the request.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
+from urllib3.util import Retry
 
 from ci.errors import RegistryError, first_line
 
@@ -79,6 +82,33 @@ def is_loopback(host: str) -> bool:
     return bare in ("localhost", "::1") or bare.startswith("127.")
 
 
+class _Retry(Retry):
+    """urllib3's retry policy, waiting ``backoff_factor * 2**(n - 1)`` before the n-th retry.
+
+    Two changes keep the schedule this client has always had: the first retry waits too
+    (urllib3 retries at once), and ``Retry-After`` is not waited for (a long one would stall the
+    run). The wait goes through ``pause``, so tests of the policy do not wait.
+    """
+
+    def __init__(self, *args: Any, pause: Callable[[float], None] = time.sleep, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pause = pause
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.pause = self.pause
+        return retry
+
+    def get_backoff_time(self) -> float:
+        errors = len(self.history)  # requests follows redirects itself: all are errors
+        return min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1)) if errors else 0.0
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.pause(backoff)
+
+
 @dataclass
 class Client:
     """A small registry API client for one registry host.
@@ -96,6 +126,20 @@ class Client:
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session, repr=False)
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        """Every request through the session is retried by urllib3 on this client's policy."""
+        retry = _Retry(
+            total=self.retries,
+            backoff_factor=self.backoff,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,  # every method: manifest PUTs and DELETEs are idempotent
+            raise_on_status=False,  # the last answer is returned, to be quoted in the error
+            pause=self.sleep,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     @property
     def base_url(self) -> str:
@@ -120,29 +164,21 @@ class Client:
         Returns None for a 404 when ``missing_ok``; raises ``RegistryError`` otherwise.
         """
         url = f"{self.base_url}/v2/{path}"
-        what = f"{method} {self.host}/v2/{path}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                resp = self._send(method, url, headers, data, scope)
-            except requests.RequestException as exc:
-                last = f"registry {self.host} unreachable: {_reason(exc)}"
-                continue
-            if resp.status_code in ok:
-                return resp
-            if resp.status_code == 404 and missing_ok:
-                return None
-            last = f"registry refused {what}: HTTP {resp.status_code} {_error_text(resp)}"
-            if resp.status_code not in RETRY_STATUSES:
-                break
-        tries = (
-            f" (after {self.retries + 1} attempts)"
-            if self.retries and "unreachable" in last
-            else ""
+        try:
+            resp = self._send(method, url, headers, data, scope)
+        except requests.RequestException as exc:
+            tries = f" (after {self.retries + 1} attempts)" if self.retries else ""
+            raise RegistryError(
+                f"registry {self.host} unreachable: {_reason(exc)}{tries}"
+            ) from None
+        if resp.status_code in ok:
+            return resp
+        if resp.status_code == 404 and missing_ok:
+            return None
+        raise RegistryError(
+            f"registry refused {method} {self.host}/v2/{path}: "
+            f"HTTP {resp.status_code} {_error_text(resp)}"
         )
-        raise RegistryError(last + tries)
 
     def _send(
         self,
