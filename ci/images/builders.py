@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import docker
 from docker.errors import APIError, DockerException
 from docker.utils.build import tar
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from ci import proc, tools
 from ci.errors import (
@@ -197,24 +204,31 @@ class DockerBuilder:
 
     def _push(self, job: Job, progress: Progress, log: list[str]) -> str:
         """Push the first tag, retrying registry errors; return the manifest digest."""
-        last = ""
-        for attempt in range(self.retries):
-            if attempt:
-                progress(job.name, f"push failed ({last}); retrying")
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            counter = StepCounter(job.name, progress)
-            try:
-                digest = self._push_once(job, counter, log)
-            except RegistryError as exc:
-                last = exc.message
-                continue
-            if digest:
-                return digest
-            last = "the push reported no digest"
-        raise RegistryError(
-            f"image {job.name}: push to {job.repository} failed: {last}",
-            detail=proc.tail("\n".join(log)),
-        )
+
+        def once() -> str:
+            digest = self._push_once(job, StepCounter(job.name, progress), log)
+            if not digest:
+                raise RegistryError("the push reported no digest")
+            return digest
+
+        def retrying(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            reason = failure.message if isinstance(failure, RegistryError) else str(failure)
+            progress(job.name, f"push failed ({reason}); retrying")
+
+        try:
+            return Retrying(
+                stop=stop_after_attempt(self.retries),
+                wait=wait_exponential(multiplier=self.backoff),
+                retry=retry_if_exception_type(RegistryError),
+                before_sleep=retrying,
+                reraise=True,
+            )(once)
+        except RegistryError as exc:
+            raise RegistryError(
+                f"image {job.name}: push to {job.repository} failed: {exc.message}",
+                detail=proc.tail("\n".join(log)),
+            ) from None
 
     def _push_once(self, job: Job, counter: StepCounter, log: list[str]) -> str:
         digest = ""
@@ -290,10 +304,8 @@ class BuildxBuilder:
     def build(self, job: Job, *, push: bool, progress: Progress, log: list[str]) -> str:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         metadata = self.metadata_dir / f"{job.name}.metadata.json"
-        for attempt in range(self.retries):
-            if attempt:
-                progress(job.name, "registry error; retrying")
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+        def once() -> str:
             metadata.unlink(missing_ok=True)
             counter = StepCounter(job.name, progress)
             try:
@@ -306,12 +318,22 @@ class BuildxBuilder:
             except ProcessError:
                 if not _is_registry_failure("\n".join(log[-40:])):
                     raise _build_error(job, _buildx_reason(log), log) from None
-                continue
+                raise _RegistryFailure from None
             return self._digest(job, metadata, push)
-        raise RegistryError(
-            f"image {job.name}: push failed: {_buildx_reason(log)}",
-            detail=proc.tail("\n".join(log)),
-        )
+
+        try:
+            return Retrying(
+                stop=stop_after_attempt(self.retries),
+                wait=wait_exponential(multiplier=self.backoff),
+                retry=retry_if_exception_type(_RegistryFailure),
+                before_sleep=lambda _state: progress(job.name, "registry error; retrying"),
+                reraise=True,
+            )(once)
+        except _RegistryFailure:
+            raise RegistryError(
+                f"image {job.name}: push failed: {_buildx_reason(log)}",
+                detail=proc.tail("\n".join(log)),
+            ) from None
 
     @staticmethod
     def _on_line(line: str, _stream: str, *, counter: StepCounter, log: list[str]) -> None:
@@ -339,6 +361,10 @@ class BuildxBuilder:
         if push and not digest:
             raise BuildError(f"image {job.name}: buildx reported no digest in {metadata}")
         return digest or "(not pushed)"
+
+
+class _RegistryFailure(Exception):
+    """A buildx run that failed at the registry, not in the build: worth another try."""
 
 
 def _is_registry_failure(text: str) -> bool:

@@ -8,9 +8,10 @@ starts, detached, so it outlives the run and the next run finds it ready.
 from __future__ import annotations
 
 import socket as socketlib
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from ci import proc, tools
 from ci.errors import EnvironmentNotReady
@@ -113,12 +114,15 @@ def socket_alive(path: Path, timeout: float = 2.0) -> bool:
 
 
 def _wait_for(socket: Path, logfile: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if socket.exists():
-            return
-        time.sleep(0.2)
-    raise EnvironmentNotReady(
-        f"buildkitd did not create {socket} within {timeout:g}s",
-        detail=_log_tail(logfile),
-    )
+    """Poll for the socket ``buildkitd`` creates once it listens."""
+    try:
+        Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(0.2),
+            retry=retry_if_result(lambda found: not found),
+        )(socket.exists)
+    except RetryError:
+        raise EnvironmentNotReady(
+            f"buildkitd did not create {socket} within {timeout:g}s",
+            detail=_log_tail(logfile),
+        ) from None

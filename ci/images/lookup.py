@@ -7,10 +7,10 @@ is up (its registry access, its ``docker login`` credentials), else the registry
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from docker.errors import APIError, DockerException, NotFound
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ci.errors import RegistryError
 from ci.images.builders import Builder, DockerBuilder, docker_reason
@@ -39,22 +39,33 @@ class Lookup:
         return self._sdk_digest(self.client, f"{repository}:{tag}")
 
     def _sdk_digest(self, client: Any, ref: str) -> str | None:
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                data = client.images.get_registry_data(ref)
-            except NotFound:
-                return None
-            except APIError as exc:
-                reason = docker_reason(exc)
-                if "manifest unknown" in reason or "not found" in reason.lower():
-                    return None
-                last = reason
-                continue
-            return str(data.id)
-        raise RegistryError(f"registry lookup of {ref} failed: {last}")
+        try:
+            return Retrying(
+                stop=stop_after_attempt(self.retries + 1),
+                wait=wait_exponential(multiplier=self.backoff),
+                retry=retry_if_exception_type(_LookupFailed),
+                reraise=True,
+            )(_sdk_digest_once, client, ref)
+        except _LookupFailed as exc:
+            raise RegistryError(f"registry lookup of {ref} failed: {exc}") from None
+
+
+class _LookupFailed(Exception):
+    """The daemon could not ask the registry (not: the tag is missing); worth another try."""
+
+
+def _sdk_digest_once(client: Any, ref: str) -> str | None:
+    """The digest behind ``ref`` through the daemon, None when the registry has no such tag."""
+    try:
+        data = client.images.get_registry_data(ref)
+    except NotFound:
+        return None
+    except APIError as exc:
+        reason = docker_reason(exc)
+        if "manifest unknown" in reason or "not found" in reason.lower():
+            return None
+        raise _LookupFailed(reason) from None
+    return str(data.id)
 
 
 def base_resolver(builder: Builder, registry: Client) -> Resolver:

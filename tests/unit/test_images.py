@@ -10,10 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from docker.errors import APIError
 
-from ci import config
-from ci.errors import BuildError, ConfigError, Location
-from ci.images import builders, buildkit, credentials, gitinfo, inputs, plan, results
+from ci import config, registry
+from ci.errors import BuildError, ConfigError, Location, RegistryError
+from ci.images import builders, buildkit, credentials, gitinfo, inputs, lookup, plan, results
 from ci.images import tags as tagging
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "images"
@@ -457,3 +458,53 @@ def test_socket_alive_tells_a_listening_socket_from_a_stale_file() -> None:
         server.close()  # the file stays, nothing listens: what a killed daemon leaves
         assert path.exists()
         assert not buildkit.socket_alive(path)
+
+
+# ----------------------------------------------------------------------------- retries
+
+
+class _RegistryData:
+    """``client.images`` of a Docker SDK client: ``get_registry_data`` answers from a script."""
+
+    def __init__(self, answers: list[Exception | str]) -> None:
+        self.answers, self.calls = answers, 0
+
+    def get_registry_data(self, _ref: str) -> object:
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dataclasses.make_dataclass("Data", [("id", str)])(answer)
+
+
+def test_lookup_retries_daemon_errors_but_not_a_missing_tag() -> None:
+    daemon = _RegistryData([APIError('500 ("connection refused")'), "sha256:aa"])
+    client = type("Client", (), {"images": daemon})()
+    assert lookup.Lookup(client, registry.Client("h:1"), backoff=0).digest("h:1/a", "t") == (
+        "sha256:aa"
+    )
+    assert daemon.calls == 2
+    missing = _RegistryData([APIError('404 ("manifest unknown")')])
+    client = type("Client", (), {"images": missing})()
+    assert lookup.Lookup(client, registry.Client("h:1"), backoff=0).digest("h:1/a", "t") is None
+    assert missing.calls == 1
+    down = _RegistryData([APIError('500 ("connection refused")')] * 3)
+    client = type("Client", (), {"images": down})()
+    with pytest.raises(RegistryError, match=r"^registry lookup of h:1/a:t failed: connection"):
+        lookup.Lookup(client, registry.Client("h:1"), retries=2, backoff=0).digest("h:1/a", "t")
+    assert down.calls == 3
+
+
+def test_docker_push_retries_registry_errors_and_names_the_last(cfg: config.Config) -> None:
+    job = plan.plan(cfg, GIT)[0]
+    pushes = [[{"error": "denied"}], [{"status": "Pushed"}], [{"error": "still denied"}]]
+    api = type("Api", (), {"push": lambda *_a, **_k: iter(pushes.pop(0))})()
+    client = type("Client", (), {"api": api, "version": lambda _self: {}})()
+    seen: list[str] = []
+    builder = builders.DockerBuilder(client, backoff=0)
+    with pytest.raises(RegistryError, match=r"push to .*/api failed: still denied$"):
+        builder._push(job, lambda _n, status: seen.append(status), [])
+    assert seen == [
+        "push failed (denied); retrying",
+        "push failed (the push reported no digest); retrying",
+    ]
