@@ -16,6 +16,7 @@ from ci.registry import Client, split_reference
 
 
 def _repo_path(job: Job) -> str:
+    """The repository's path inside its registry, as the registry API names it."""
     return split_reference(f"{job.repository}:{job.tags[0]}")[1]
 
 

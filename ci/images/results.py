@@ -96,6 +96,7 @@ def write_result(result: ImagesResult, out_dir: Path) -> Path:
 
 
 def pending(job: Job) -> ImageResult:
+    """A job's result before it runs: what the plan knows, filled in as the job goes."""
     return ImageResult(
         name=job.name,
         repository=job.repository,
