@@ -678,7 +678,7 @@ def deploy_cmd(
     left pending by an interrupted run is rolled back (or uninstalled) first; a pending
     release younger than the timeout is taken for a deploy in progress and refused.
     """
-    from ci import deploy, gha
+    from ci import deploy, gha, presenter
     from ci.errors import DeployError
 
     opts = deploy.Options(
@@ -696,7 +696,7 @@ def deploy_cmd(
     def show_diff(diff: Any) -> None:
         with gha.group(f"diff: {env}"), gha.untrusted_output():
             gha.echo(diff.text().rstrip("\n"))
-        gha.add_summary(diff.markdown(env))
+        gha.add_summary(presenter.diff_markdown(diff, env))
 
     report = deploy.Reporter(line=gha.echo, diff=show_diff)
     try:
@@ -783,7 +783,7 @@ def smoke_cmd(
     not smoke-tested yet and is still the live revision, and the environment has
     rollback_on_smoke_failure, the release is rolled back to its recorded previous revision.
     """
-    from ci import gha, smoke
+    from ci import gha, presenter, smoke
 
     result = smoke.run(
         ctx.config,
@@ -795,13 +795,15 @@ def smoke_cmd(
         helm_major=int(helm_major) if helm_major else None,
         on_line=gha.echo,
     )
-    rows = [c.row() for c in result.checks]
-    gha.echo(gha.text_table(smoke.HEADERS, rows).rstrip())
+    rows = [presenter.smoke_row(c) for c in result.checks]
+    gha.echo(gha.text_table(presenter.SMOKE_HEADERS, rows).rstrip())
     verdict = "passed" if result.passed else "FAILED"
     gha.echo(f"smoke {env}: {verdict} in {result.duration:.1f}s; written {result.path}")
     note = f"\n{result.rollback}\n" if result.rollback else ""
     gha.add_summary(
-        f"### Smoke: {env} ({verdict})\n\n" + gha.markdown_table(smoke.HEADERS, rows) + note
+        f"### Smoke: {env} ({verdict})\n\n"
+        + gha.markdown_table(presenter.SMOKE_HEADERS, rows)
+        + note
     )
     gha.set_output("smoke", "passed" if result.passed else "failed")
     result.raise_if_failed()

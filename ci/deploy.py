@@ -375,20 +375,6 @@ class DiffResult:
                 parts.append(c.diff.rstrip("\n"))
         return "\n".join(parts) + "\n"
 
-    def markdown(self, env: str) -> str:
-        body = [f"### Changes to {env}", "", self.summary_line(), ""]
-        for c in self.changes:
-            body += [
-                "<details>",
-                f"<summary>{c.change}: {c.ref}</summary>",
-                "",
-                "```diff",
-                c.diff.rstrip("\n"),
-                "```",
-                "</details>",
-            ]
-        return "\n".join(body) + "\n"
-
 
 def _dump(obj: Any) -> list[str]:
     if obj is None:

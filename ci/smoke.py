@@ -197,9 +197,6 @@ class CheckResult:
     http_status: int | None = None
     body: str = ""
 
-    def row(self) -> list[str]:
-        return [self.name, self.type, self.status, str(self.attempts), f"{self.seconds:.1f}s"]
-
     def failure_text(self) -> str:
         """What failed and the response that failed (status, first 500 characters)."""
         head = f"{self.name}: {self.reason}"
@@ -249,9 +246,6 @@ class SmokeResult:
             "rollback": self.rollback,
             "checks": [asdict(c) | {"seconds": round(c.seconds, 2)} for c in self.checks],
         }
-
-
-HEADERS = ["check", "type", "result", "attempts", "time"]
 
 
 # ----------------------------------------------------------------------------- running

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ci import config, deploy, helm, kube, release
+from ci import config, deploy, helm, kube, presenter, release
 from ci.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,7 +311,7 @@ def test_diff_object_by_object_with_secrets_redacted() -> None:
     secret = changes["Secret", "db"].diff
     for raw in ("b2xk", "bmV3", "dXNlcg=="):
         assert raw not in result.text()
-        assert raw not in result.markdown("staging")
+        assert raw not in presenter.diff_markdown(result, "staging")
     assert "+  password: (redacted) changed" in secret
     assert "-  password: (redacted)\n" in secret
     assert "\n   user: (redacted)\n" in secret  # unchanged: a context line, not + or -
