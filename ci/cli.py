@@ -128,10 +128,9 @@ def config_group() -> None:
 @pass_ctx
 def config_validate(ctx: Context) -> None:
     """Check the configuration against its schema and that the files it names exist."""
-    cfg = ctx.config
-    click.echo(
-        f"{cfg.path}: valid ({len(cfg.images)} images, {len(cfg.environments)} environments)"
-    )
+    from ci import presenter
+
+    presenter.config_valid(ctx.config)
 
 
 @config_group.command("show")
@@ -139,9 +138,9 @@ def config_validate(ctx: Context) -> None:
 @pass_ctx
 def config_show(ctx: Context, as_json: bool) -> None:
     """Print the configuration with every default filled in."""
-    from ci import config
+    from ci import config, presenter
 
-    click.echo(config.dump(ctx.config, as_json=as_json), nl=False)
+    presenter.document(config.dump(ctx.config, as_json=as_json))
 
 
 # ----------------------------------------------------------------------------- tools
@@ -156,49 +155,30 @@ def tools_group() -> None:
 @click.argument("names", nargs=-1)
 def tools_install(names: tuple[str, ...]) -> None:
     """Build pinned tools into .tools/bin, skipping those already at the pinned version."""
-    from ci import tools
+    from ci import presenter, tools
 
-    def progress(name: str, message: str) -> None:
-        if message.startswith("building "):
-            click.echo(f"{name}: {message}", err=True)
-
-    for r in tools.install(list(names) or None, on_progress=progress):
-        click.echo(f"{r.action:<8} {r.name:<12} {r.version:<9} {r.seconds:6.1f}s  {r.path}")
-        for note in r.notes:
-            click.echo(f"{'':<8} {note}")
+    presenter.tools_installed(
+        tools.install(list(names) or None, on_progress=presenter.tool_progress)
+    )
 
 
 @tools_group.command("list")
 def tools_list() -> None:
     """Show each pinned tool: version, minimum accepted, and the Go package it is built from."""
-    from ci import gha, tools
+    from ci import presenter, tools
 
-    rows = [[s.name, s.version, f">= {s.minimum}", s.package] for s in tools.TOOLS.values()]
-    click.echo(gha.text_table(["tool", "pinned", "accepts", "package"], rows), nl=False)
+    presenter.tools_pinned(tools.TOOLS.values())
 
 
 @main.command("doctor")
 def doctor() -> None:
     """Report each tool's version, where it came from, and what is missing or too old."""
-    from ci import gha, tools
+    from ci import presenter, tools
     from ci.errors import ToolError
 
     statuses = tools.doctor()
-    rows = [
-        [
-            s.name,
-            s.version or "-",
-            s.source,
-            str(s.path or "-"),
-            s.status + ("" if s.required else " (optional)"),
-        ]
-        for s in statuses
-    ]
-    click.echo(gha.text_table(["tool", "version", "source", "path", "status"], rows), nl=False)
-    problems = [s for s in statuses if not s.ok]
-    for s in problems:
-        click.echo(f"{s.name}: {s.hint}", err=True)
-    missing = [s.name for s in problems if s.required]
+    presenter.doctor(statuses)
+    missing = [s.name for s in statuses if s.required and not s.ok]
     if missing:
         raise ToolError(f"required tools missing or too old: {', '.join(missing)}", reported=True)
 
@@ -221,11 +201,6 @@ _KUBECONFIG_OPTION = click.option(
 )
 
 
-def _echo_progress(line: str, stream: str) -> None:
-    """Show a provider's progress on stderr while it runs."""
-    click.echo(line, err=True)
-
-
 @main.group("cluster")
 def cluster_group() -> None:
     """Start, stop and describe the local Kubernetes cluster."""
@@ -237,11 +212,9 @@ def cluster_group() -> None:
 @pass_ctx
 def cluster_up(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Start the cluster (or reuse the running one) and print how to reach it."""
-    from ci import cluster
+    from ci import cluster, presenter
 
-    info = cluster.up(provider, kubeconfig, on_line=_echo_progress)
-    for name, value in info.fields():
-        click.echo(f"{name + ':':<15}{value}")
+    presenter.cluster_info(cluster.up(provider, kubeconfig, on_line=presenter.progress))
 
 
 @cluster_group.command("down")
@@ -250,9 +223,9 @@ def cluster_up(ctx: Context, provider: str | None, kubeconfig: Path | None) -> N
 @pass_ctx
 def cluster_down(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Stop the cluster and remove everything it left on the machine."""
-    from ci import cluster
+    from ci import cluster, presenter
 
-    click.echo(cluster.down(provider, kubeconfig, on_line=_echo_progress))
+    presenter.echo(cluster.down(provider, kubeconfig, on_line=presenter.progress))
 
 
 @cluster_group.command("status")
@@ -261,11 +234,9 @@ def cluster_down(ctx: Context, provider: str | None, kubeconfig: Path | None) ->
 @pass_ctx
 def cluster_status(ctx: Context, provider: str | None, kubeconfig: Path | None) -> None:
     """Print the running cluster's kubeconfig, API, ingress and registry; exit 3 if it is down."""
-    from ci import cluster
+    from ci import cluster, presenter
 
-    info = cluster.status(provider, kubeconfig)
-    for name, value in info.fields():
-        click.echo(f"{name + ':':<15}{value}")
+    presenter.cluster_info(cluster.status(provider, kubeconfig))
 
 
 # ---------------------------------------------------------------------------- images
@@ -309,19 +280,10 @@ def images_build(
     ctx: Context, *, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
 ) -> None:
     """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
-    import threading
-
-    from ci import gha, images
+    from ci import images, presenter
 
     cfg = ctx.config
     images.select_images(cfg, only)  # an unknown --only name is a usage error before any work
-    width = max(len(i.name) for i in cfg.images)
-    lock = threading.Lock()
-
-    def progress(name: str, status: str) -> None:
-        with lock:
-            gha.echo(f"{name:<{width}}  {status}")
-
     result = images.build_images(
         cfg,
         out_dir=ctx.out_dir,
@@ -329,49 +291,21 @@ def images_build(
         only=only,
         builder=builder,
         jobs=jobs,
-        progress=progress,
+        progress=presenter.image_progress(i.name for i in cfg.images),
         check=False,
         no_cache=no_cache,
     )
-    _show_images(result)
+    presenter.images(result)
     result.raise_first()
-
-
-def _show_images(result: Any) -> None:
-    """Build logs (collapsed under Actions), the table, the job summary and step outputs."""
-    import json
-
-    from ci import gha
-
-    for image in result.images:
-        if gha.is_actions() and image.log:
-            with gha.group(f"build log: {image.name}"), gha.untrusted_output():
-                for line in image.log:
-                    gha.echo(line)
-    headers = ["image", "status", "digest", "tags", "time"]
-    rows = [
-        [i.name, i.status, i.digest or i.error, ", ".join(i.tags), f"{i.duration:.1f}s"]
-        for i in result.images
-    ]
-    gha.echo()
-    short = [h for h in headers if h != "tags"]
-    gha.echo(gha.text_table(short, [r[:3] + r[4:] for r in rows]).rstrip())
-    gha.echo(f"builder {result.builder}, {result.duration:.1f}s; written {result.path}")
-    gha.add_summary("### Images\n\n" + gha.markdown_table(headers, rows))
-    for image in result.images:
-        if image.digest:
-            gha.set_output(f"{image.name}-digest", image.digest)
-    gha.set_output("images", json.dumps([i.to_json() for i in result.images]))
 
 
 @images_group.command("login")
 @pass_ctx
 def images_login(ctx: Context) -> None:
     """Log in to the registry with credentials from the environment (never printed)."""
-    from ci import images
+    from ci import images, presenter
 
-    result = images.login(ctx.config)
-    click.echo(f"logged in to {result.host} as {result.username}")
+    presenter.logged_in(images.login(ctx.config))
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -398,7 +332,7 @@ def pipeline_show(env: str) -> None:
 @click.pass_context
 def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     """Run every step in order as the push workflow does; stop at the first failure."""
-    from ci import gha, pipeline
+    from ci import gha, pipeline, presenter
 
     ctx: Context = cctx.obj
     steps = list(pipeline.push_pipeline(env))
@@ -408,12 +342,11 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
             raise click.BadParameter(f"expected one of: {', '.join(names)}", param_hint="--until")
         steps = steps[: names.index(until) + 1]
     global_args = ("--config", str(ctx.config_path), "--out-dir", str(ctx.out_dir))
-
-    def started(step: pipeline.Step) -> None:
-        gha.echo(f"==> [{step.name}] {step.command()}")
-
     result = pipeline.run(
-        steps, global_args=global_args, on_start=started, on_line=lambda line, _s: gha.echo(line)
+        steps,
+        global_args=global_args,
+        on_start=presenter.step_started,
+        on_line=presenter.step_line,
     )
     pipeline.write_result(result, ctx.out_dir)
     summary = pipeline.collect_summary(ctx.out_dir)
@@ -421,6 +354,37 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     gha.echo(pipeline.summary_text(summary, result).rstrip("\n"))
     gha.add_summary(pipeline.summary_markdown(summary, result))
     result.raise_if_failed()
+
+
+@pipeline_group.command("step")
+@click.argument("name")
+@click.option("--env", "env", default="staging", show_default=True, help="Environment to deploy.")
+@click.option(
+    "--push/--no-push",
+    default=True,
+    show_default=True,
+    help="Push the images; --no-push builds them only, as a pull request does.",
+)
+@click.pass_context
+def pipeline_step(cctx: click.Context, name: str, env: str, push: bool) -> None:
+    """Run the one step NAME exactly as `ci pipeline run` does, and exit with its exit code.
+
+    Workflow steps call this, so the command a step runs is written only in ci/pipeline.py.
+    """
+    from ci import gha, pipeline
+
+    ctx: Context = cctx.obj
+    steps = {s.name: s for s in pipeline.push_pipeline(env, push=push)}
+    if name not in steps:
+        raise click.BadParameter(f"expected one of: {', '.join(steps)}", param_hint="NAME")
+    step = steps[name]
+    gha.echo(f"==> [{step.name}] {step.command()}")
+    result = pipeline.run(
+        (step,),
+        global_args=("--config", str(ctx.config_path), "--out-dir", str(ctx.out_dir)),
+        on_line=lambda line, stream: gha.echo(line, sys.stderr if stream == "stderr" else None),
+    )
+    result.steps[0].raise_if_failed()
 
 
 # ---------------------------------------------------------------------------- chart
@@ -446,21 +410,6 @@ def _helm(cctx: click.Context) -> Any:
     return helm.find(cctx.meta.get("helm_major"))
 
 
-def _report_findings(report: Any, title: str) -> None:
-    """Annotate every finding at its file and line, then print a one-line total."""
-    from ci import gha
-
-    for f in report.findings:
-        where = f"[{f.env}] " if f.env else ""
-        emit = gha.error if f.severity == "error" else gha.warning
-        emit(f"{where}{f.message}", location=f.location, title=f.rule)
-    checked = ", ".join(f"{env}: {n}" for env, n in report.checked.items())
-    status = "ok" if report.ok else f"{len(report.errors)} error(s)"
-    gha.echo(
-        f"{title}: {status}, {len(report.findings)} finding(s) ({checked}) in {report.seconds:.2f}s"
-    )
-
-
 def _finish(report: Any, title: str) -> None:
     """Fail (exit 1) when the chart has errors: the findings shown above name each one."""
     from ci.errors import ChartError
@@ -479,12 +428,12 @@ env_option = click.option(
 @click.pass_context
 def chart_lint(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """helm lint --strict with each environment's values, plus yamllint on the values files."""
-    from ci import chart
+    from ci import chart, presenter
 
     ctx: Context = cctx.obj
     cfg = ctx.config
     report = chart.lint(cfg, _helm(cctx), chart.select_envs(cfg, envs))
-    _report_findings(report, "chart lint")
+    presenter.findings(report, "chart lint")
     _finish(report, "chart lint")
 
 
@@ -502,18 +451,17 @@ def chart_render(
     cctx: click.Context, env: str, output: Path | None, set_values: tuple[str, ...]
 ) -> None:
     """Write the manifests of one environment."""
-    from ci import chart, gha
+    from ci import chart, presenter
 
     ctx: Context = cctx.obj
     cfg = ctx.config
     rendered = chart.render(cfg, _helm(cctx), cfg.environment(env), set_values)
     target = output or ctx.out_dir / "rendered" / env
-    files = chart.write_rendered(rendered, target)
-    gha.echo(f"{env}: {len(rendered.manifests)} objects in {len(files)} file(s) under {target}")
+    presenter.rendered(rendered, chart.write_rendered(rendered, target), target)
 
 
 def _per_env(cctx: click.Context, envs: tuple[str, ...], step: str) -> None:
-    from ci import chart
+    from ci import chart, presenter
 
     ctx: Context = cctx.obj
     cfg = ctx.config
@@ -523,7 +471,7 @@ def _per_env(cctx: click.Context, envs: tuple[str, ...], step: str) -> None:
         rendered = chart.render(cfg, helm, env)
         run = chart.validate_env if step == "validate" else chart.policy_env
         report.extend(run(cfg, rendered))
-    _report_findings(report, f"chart {step}")
+    presenter.findings(report, f"chart {step}")
     _finish(report, f"chart {step}")
 
 
@@ -548,7 +496,7 @@ def chart_policy(cctx: click.Context, envs: tuple[str, ...]) -> None:
 @click.pass_context
 def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
     """Lint, render, validate and policy for every environment; write OUT/findings.json."""
-    from ci import chart, gha
+    from ci import chart, presenter
 
     ctx: Context = cctx.obj
     cfg = ctx.config
@@ -560,13 +508,7 @@ def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
         findings_path=findings,
         rendered_dir=ctx.out_dir / "rendered",
     )
-    _report_findings(report, "chart check")
-    rows = [[env, str(n)] for env, n in report.checked.items()]
-    gha.add_summary(
-        "## Chart check\n\n"
-        + gha.markdown_table(["environment", "objects"], rows)
-        + f"\n{len(report.errors)} error(s); findings in `{findings}`\n"
-    )
+    presenter.chart_checked(report, findings)
     _finish(report, "chart check")
 
 
@@ -593,7 +535,7 @@ def chart_bump(
     tag: str | None,
 ) -> None:
     """Set Chart.yaml version/appVersion (and an image tag), keeping the files' layout."""
-    from ci import bump, gha
+    from ci import bump, presenter
 
     changes = bump.bump(
         ctx.config.chart.path,
@@ -603,8 +545,7 @@ def chart_bump(
         image=image,
         tag=tag,
     )
-    for c in changes:
-        gha.echo(f"{c.file}: {c.key}: {c.old} -> {c.new}")
+    presenter.bumped(changes)
 
 
 # ---------------------------------------------------------------------------- deploy
@@ -678,8 +619,7 @@ def deploy_cmd(
     left pending by an interrupted run is rolled back (or uninstalled) first; a pending
     release younger than the timeout is taken for a deploy in progress and refused.
     """
-    from ci import deploy, gha, presenter
-    from ci.errors import DeployError
+    from ci import deploy, presenter
 
     opts = deploy.Options(
         env=env,
@@ -693,52 +633,11 @@ def deploy_cmd(
         recover_pending=recover_pending,
     )
 
-    def show_diff(diff: Any) -> None:
-        with gha.group(f"diff: {env}"), gha.untrusted_output():
-            gha.echo(diff.text().rstrip("\n"))
-        gha.add_summary(presenter.diff_markdown(diff, env))
-
-    report = deploy.Reporter(line=gha.echo, diff=show_diff)
-    try:
-        with gha.untrusted_output():
-            result = deploy.run(ctx.config, opts, ctx.out_dir, report)
-    except DeployError as exc:
-        gha.add_summary(
-            f"### Deploy: {env} FAILED\n\n{exc.message}\n\n<details><summary>diagnosis"
-            f"</summary>\n\n```\n{exc.detail}\n```\n</details>\n"
-        )
-        raise
-    if diff_only:
-        return
-    plan = result.plan
-    rows = [[i.name, i.ref] for i in plan.images]
-    gha.echo(gha.text_table(["image", "deployed"], rows).rstrip())
-    gha.echo(
-        f"{plan.env.release} revision {result.revision} in {plan.env.namespace} "
-        f"(previous {result.previous_revision or '-'}), chart {plan.chart_version}, "
-        f"{result.duration:.1f}s; written {result.record_path}"
-    )
-    gha.add_summary(
-        f"### Deploy: {env}\n\n"
-        + gha.markdown_table(
-            ["release", "namespace", "revision", "previous", "chart", "git SHA", "by"],
-            [
-                [
-                    plan.env.release,
-                    plan.env.namespace,
-                    str(result.revision),
-                    str(result.previous_revision or "-"),
-                    plan.chart_version,
-                    plan.git_sha[:12],
-                    plan.triggered_by,
-                ]
-            ],
-        )
-        + "\n"
-        + gha.markdown_table(["image", "deployed"], rows)
-    )
-    gha.set_output("revision", str(result.revision))
-    gha.set_output("release-manifest", str(result.record_path))
+    report = deploy.Reporter(line=presenter.echo, diff=lambda d: presenter.deploy_diff(env, d))
+    with presenter.deploying(env):
+        result = deploy.run(ctx.config, opts, ctx.out_dir, report)
+    if not diff_only:
+        presenter.deployed(env, result)
 
 
 # ----------------------------------------------------------------------------- smoke
@@ -783,7 +682,7 @@ def smoke_cmd(
     not smoke-tested yet and is still the live revision, and the environment has
     rollback_on_smoke_failure, the release is rolled back to its recorded previous revision.
     """
-    from ci import gha, presenter, smoke
+    from ci import presenter, smoke
 
     result = smoke.run(
         ctx.config,
@@ -793,17 +692,7 @@ def smoke_cmd(
         host_header=host_header,
         rollback=rollback,
         helm_major=int(helm_major) if helm_major else None,
-        on_line=gha.echo,
+        on_line=presenter.echo,
     )
-    rows = [presenter.smoke_row(c) for c in result.checks]
-    gha.echo(gha.text_table(presenter.SMOKE_HEADERS, rows).rstrip())
-    verdict = "passed" if result.passed else "FAILED"
-    gha.echo(f"smoke {env}: {verdict} in {result.duration:.1f}s; written {result.path}")
-    note = f"\n{result.rollback}\n" if result.rollback else ""
-    gha.add_summary(
-        f"### Smoke: {env} ({verdict})\n\n"
-        + gha.markdown_table(presenter.SMOKE_HEADERS, rows)
-        + note
-    )
-    gha.set_output("smoke", "passed" if result.passed else "failed")
+    presenter.smoke(result)
     result.raise_if_failed()

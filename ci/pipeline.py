@@ -1,9 +1,9 @@
 """The ordered pipeline: the single list that ``make ci-local`` runs and the push workflow follows.
 
 Each step is a ``ci`` command line. ``ci pipeline run`` executes them in order as separate
-processes -- exactly the commands a workflow's ``run:`` steps hold -- timing each, and stops at
-the first failure. A test compares this list with ``.github/workflows``, so the local run and
-the hosted one cannot drift apart.
+processes, timing each, and stops at the first failure; a workflow step runs one of them by
+name (``ci pipeline step NAME``), so what a step does is written only here. Each step names the
+steps it needs: a test checks that the workflows' ``needs:`` enforce exactly that gating.
 """
 
 from __future__ import annotations
@@ -23,24 +23,43 @@ from ci.errors import PipelineError, StepFailed
 
 @dataclass(frozen=True)
 class Step:
-    """One pipeline step: a name for people and the ``ci`` arguments that perform it."""
+    """One pipeline step: a name for people, the ``ci`` arguments that perform it, and the
+    earlier steps that must have succeeded before it may start (what a workflow must gate)."""
 
     name: str
     args: tuple[str, ...]
+    needs: tuple[str, ...] = ()
 
     def command(self) -> str:
         return "ci " + " ".join(self.args)
 
 
-def push_pipeline(env: str = "staging") -> tuple[Step, ...]:
-    """The steps of a push to the default branch, deploying to ``env``."""
+def push_pipeline(env: str = "staging", *, push: bool = True) -> tuple[Step, ...]:
+    """The steps of a push to the default branch, deploying to ``env``.
+
+    ``push=False`` builds the images without pushing them: what a pull request runs of the
+    same steps (it stops before the deploy).
+    """
     return (
         Step("config", ("config", "validate")),
-        Step("images", ("images", "build", "--push")),
+        Step("images", ("images", "build", "--push") if push else ("images", "build"), ("config",)),
         Step("chart", ("chart", "check")),
-        Step("deploy", ("deploy", "--env", env)),
-        Step("smoke", ("smoke", "--env", env)),
+        Step("deploy", ("deploy", "--env", env), ("images", "chart")),
+        Step("smoke", ("smoke", "--env", env), ("deploy",)),
     )
+
+
+def requirements(steps: Sequence[Step], name: str) -> set[str]:
+    """Every step that must succeed before ``name`` starts: its needs, and theirs."""
+    by_name = {s.name: s for s in steps}
+    found: set[str] = set()
+    pending = list(by_name[name].needs)
+    while pending:
+        need = pending.pop()
+        if need not in found:
+            found.add(need)
+            pending += by_name[need].needs
+    return found
 
 
 @dataclass

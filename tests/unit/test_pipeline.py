@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
 
 from ci import pipeline
+from ci.cli import main
 from ci.pipeline import PipelineResult, Step, StepResult
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_CONFIG = ROOT / "tests" / "data" / "config" / "bad" / "timeout-bad.yaml"
 
 
 def _result() -> PipelineResult:
@@ -31,6 +42,68 @@ def test_push_pipeline_order() -> None:
         "ci deploy --env qa",
         "ci smoke --env qa",
     ]
+
+
+def test_each_step_needs_only_earlier_steps() -> None:
+    steps = pipeline.push_pipeline()
+    for i, step in enumerate(steps):
+        assert set(step.needs) <= {s.name for s in steps[:i]}, step.name
+
+
+def test_requirements_are_the_needs_and_theirs() -> None:
+    steps = pipeline.push_pipeline()
+    assert pipeline.requirements(steps, "config") == set()
+    assert pipeline.requirements(steps, "deploy") == {"config", "images", "chart"}
+    assert pipeline.requirements(steps, "smoke") == {"config", "images", "chart", "deploy"}
+
+
+def test_without_push_the_images_are_only_built() -> None:
+    steps = {s.name: s for s in pipeline.push_pipeline(push=False)}
+    assert steps["images"].command() == "ci images build"
+    assert steps["deploy"] == {s.name: s for s in pipeline.push_pipeline()}["deploy"]
+
+
+def ci(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ci", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_pipeline_step_runs_the_step_and_exits_with_its_exit_code(tmp_path: Path) -> None:
+    ok = ci("-o", str(tmp_path), "pipeline", "step", "config")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("==> [config] ci config validate\n")
+    assert "valid" in ok.stdout
+    bad = ci("-c", str(BAD_CONFIG), "-o", str(tmp_path), "pipeline", "step", "config")
+    assert bad.returncode == 2  # config validate's own code (`pipeline run` reports 1)
+    assert bad.stderr.startswith(f"error: {BAD_CONFIG}:"), bad.stderr
+
+
+def test_pipeline_step_with_an_unknown_name_lists_the_steps() -> None:
+    result = ci("pipeline", "step", "deplyo")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: ci pipeline step: Invalid value for NAME: "
+        "expected one of: config, images, chart, deploy, smoke\n"
+    )
+
+
+@pytest.mark.parametrize(("returncode", "exit_code"), [(0, 0), (3, 3), (-15, 143)])
+def test_pipeline_step_passes_the_global_options_and_the_exit_code_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returncode: int, exit_code: int
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(steps: Sequence[Step], **kwargs: Any) -> PipelineResult:
+        seen.update(steps=list(steps), global_args=tuple(kwargs["global_args"]))
+        return PipelineResult(steps=[StepResult(steps[0], datetime.now(UTC), 0.1, returncode)])
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    args = ["-c", "other.yaml", "-o", str(tmp_path), "pipeline", "step", "deploy", "--env", "qa"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == exit_code, result.output
+    assert seen["steps"] == [Step("deploy", ("deploy", "--env", "qa"), ("images", "chart"))]
+    assert seen["global_args"] == ("--config", "other.yaml", "--out-dir", str(tmp_path))
 
 
 def test_text_chart_scales_bars_and_marks_failures() -> None:
