@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,59 @@ def test_write_result(tmp_path: Path) -> None:
     assert data["steps"][2]["returncode"] == 1
     assert data["skipped"] == ["deploy", "smoke"]
     assert data["ok"] is False
+
+
+# ----------------------------------------------------------------------------- under Actions
+
+
+def actions_env(tmp_path: Path) -> dict[str, str]:
+    output, summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    summary.touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env.update(GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output), GITHUB_STEP_SUMMARY=str(summary))
+    return env
+
+
+def run_ci(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ci", *args],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_bad_configuration_is_annotated_at_its_file_and_line(tmp_path: Path) -> None:
+    bad = ROOT / "tests" / "data" / "config" / "bad" / "timeout-bad.yaml"
+    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "10 minutes" in text)
+    result = run_ci(["-c", str(bad), "config", "validate"], actions_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"::error file={bad},line={line}::environments.staging.timeout: " in result.stdout
+
+
+def test_the_pipeline_under_actions_writes_its_timing_chart_to_the_job_summary(
+    tmp_path: Path,
+) -> None:
+    env = actions_env(tmp_path)
+    result = run_ci(["-o", str(tmp_path / "out"), "pipeline", "run", "--until", "config"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "==> [config] ci config validate" in result.stdout
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert summary.startswith("## Pipeline :white_check_mark: passed\n")
+    assert "```mermaid\ngantt\n" in summary
+    assert re.search(r"^  config \(\d+\.\ds\) : \d+, \d+$", summary, re.M), summary
+
+
+def test_a_failing_step_is_marked_in_the_summary_and_fails_the_pipeline(tmp_path: Path) -> None:
+    env = actions_env(tmp_path)
+    bad = ROOT / "tests" / "data" / "config" / "bad" / "timeout-bad.yaml"
+    result = run_ci(["-c", str(bad), "pipeline", "run", "--until", "images"], env)
+    assert result.returncode == 1
+    assert "::error file=" in result.stdout
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert re.search(r"^  config \(\d+\.\ds\) : crit, ", summary, re.M), summary
+    assert "images (" not in summary

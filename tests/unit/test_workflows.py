@@ -1,22 +1,21 @@
-"""The GitHub Actions workflows: they call only real `ci` commands, follow the pipeline order that
-`make ci-local` runs, and keep the practices reviewers look for.
+"""What zizmor and actionlint cannot know about the workflows: that their steps are the pipeline's
+steps (`ci pipeline step NAME`), that the jobs' `needs:` gate each step behind the steps
+``ci/pipeline.py`` says it needs, and how inputs, secrets and artifacts are wired through.
 
-The workflows are interpreted, not run: jobs in dependency order, `if:` conditions and `${{ }}`
-expressions evaluated for a given event, reusable workflows and the local composite action
-expanded with their inputs, shell variables from `env:` substituted into the `ci` command lines.
-What comes out is the sequence of `ci` commands a real run would execute, which is compared with
-``ci.pipeline.push_pipeline`` and checked against the click command tree.
+Syntax, expressions, pinned actions, permissions, template injection and checkout credentials
+are actionlint's and zizmor's audits (`make lint-workflows`). Here the workflows are read, not
+run: for an event, the `if:` of each job and step is evaluated (a small evaluator of the
+expressions the workflows use) and reusable workflows are expanded with their inputs, which gives
+the steps a run would execute and, for each one, the jobs that must succeed before it starts.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import shlex
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,26 +23,20 @@ from typing import Any
 import click
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from ci import pipeline
 from ci.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-GITHUB = ROOT / ".github"
-WORKFLOWS = GITHUB / "workflows"
-ACTIONS = GITHUB / "actions"
-PUSH_WORKFLOW = WORKFLOWS / "ci.yml"
-PROD_WORKFLOW = WORKFLOWS / "deploy-prod.yml"
+PUSH_WORKFLOW = Path(".github/workflows/ci.yml")
+PROD_WORKFLOW = Path(".github/workflows/deploy-prod.yml")
 
-#: Commands that prepare a job (tools, registry login) rather than being pipeline steps.
+#: Commands that prepare a job rather than being pipeline steps.
 SETUP_COMMANDS = {("tools", "install"), ("images", "login"), ("doctor",)}
 
-FULL_SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
-USES_LINE = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<ref>\S+)\s*(?:#\s*(?P<comment>.*))?$")
-VERSION_COMMENT = re.compile(r"^v\d+(\.\d+){0,2}$")
 
-
-# ------------------------------------------------------------------------ loading files
+# ------------------------------------------------------------------------ files
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -56,130 +49,121 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def workflow_files() -> list[Path]:
-    return sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+    return sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 
 
 def action_files() -> list[Path]:
-    return sorted(ACTIONS.glob("*/action.yml")) + sorted(ACTIONS.glob("*/action.yaml"))
-
-
-def all_files() -> list[Path]:
-    return workflow_files() + action_files()
+    return sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))
 
 
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+def as_list(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
 # ------------------------------------------------------------------------ expressions
+
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}", re.S)
+#: Status functions other than success() let a job or step run after a failure: no gate.
+STATUS_CHECK = re.compile(r"\b(?:always|failure|cancelled)\s*\(")
+
+
+def loose_equal(a: Any, b: Any) -> bool:
+    """``==`` as Actions compares: strings ignoring case, other mixed types as numbers."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a.casefold() == b.casefold()
+    if type(a) is type(b):
+        return bool(a == b)
+    numbers = []
+    for value in (a, b):
+        try:
+            numbers.append(0.0 if value in (None, "") else float(value))
+        except ValueError:
+            return False  # NaN equals nothing
+    return numbers[0] == numbers[1]
+
+
+def truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "") and not (
+        isinstance(value, float) and math.isnan(value)
+    )
+
+
+def as_text(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "", True: "true", False: "false"}[value]
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|"
+    r"(?P<op>==|!=|&&|\|\||[!(),])|(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)|(?P<bad>\S))"
+)
+LITERALS = {"true": True, "false": False, "null": None}
+FUNCTIONS: Mapping[str, Any] = {  # the status functions as in a run where all went well so far
+    "success": lambda: True,
+    "always": lambda: True,
+    "failure": lambda: False,
+    "cancelled": lambda: False,
+    "format": lambda text, *args: re.sub(r"\{(\d+)\}", lambda m: as_text(args[int(m[1])]), text),
+}
+BINARY: list[Mapping[str, Any]] = [  # by precedence, loosest first; && and || return an operand
+    {"||": lambda a, b: a if truthy(a) else b},
+    {"&&": lambda a, b: b if truthy(a) else a},
+    {"==": loose_equal, "!=": lambda a, b: not loose_equal(a, b)},
+]
 
 
 class Expression:
-    """A small evaluator of GitHub Actions expressions: literals, context paths, ``!``,
-    comparisons, ``&&``/``||`` (which return operands, as in Actions) and the functions the
-    workflows use. Type coercion for ``==`` follows the documented rules (null and '' are 0)."""
-
-    TOKEN = re.compile(
-        r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|"
-        r"(?P<op>==|!=|<=|>=|&&|\|\||[!<>(),\[\]])|(?P<name>[A-Za-z_][A-Za-z0-9_.\-*]*))"
-    )
+    """The Actions expressions the workflows use: literals, context paths, ``!``, ``==``/``!=``,
+    ``&&``/``||``, ``format()`` and the status functions."""
 
     def __init__(self, text: str, contexts: Mapping[str, Any]) -> None:
-        self.text = text
-        self.contexts = contexts
-        self.tokens = self._tokenize(text)
-        self.pos = 0
-
-    def _tokenize(self, text: str) -> list[tuple[str, str]]:
-        tokens, pos = [], 0
-        while pos < len(text.rstrip()):
-            m = self.TOKEN.match(text, pos)
-            assert m is not None, f"cannot parse expression {text!r} at {pos}"
-            assert m.end() > pos, f"cannot parse expression {text!r} at {pos}"
-            kind = m.lastgroup
-            assert kind is not None
-            tokens.append((kind, m.group(kind)))
-            pos = m.end()
-        return tokens
+        self.text, self.contexts = text, contexts
+        self.tokens = [(m.lastgroup or "", m[0].lstrip()) for m in TOKEN.finditer(text)]
 
     def evaluate(self) -> Any:
-        value = self._or()
-        assert self.pos == len(self.tokens), f"unexpected text in expression {self.text!r}"
+        value = self._binary(0)
+        assert not self.tokens, f"unexpected {self.tokens} in expression {self.text!r}"
         return value
 
     def _peek(self) -> str | None:
-        return self.tokens[self.pos][1] if self.pos < len(self.tokens) else None
+        return self.tokens[0][1] if self.tokens else None
 
     def _take(self, expected: str | None = None) -> tuple[str, str]:
-        assert self.pos < len(self.tokens), f"expression {self.text!r} ends early"
-        token = self.tokens[self.pos]
-        assert expected is None or token[1] == expected, f"expected {expected} in {self.text!r}"
-        self.pos += 1
-        return token
+        assert self.tokens, f"expression {self.text!r} ends early"
+        assert expected in (None, self.tokens[0][1]), f"expected {expected} in {self.text!r}"
+        return self.tokens.pop(0)
 
-    def _or(self) -> Any:
-        value = self._and()
-        while self._peek() == "||":
-            self._take()
-            right = self._and()
-            value = value if truthy(value) else right
-        return value
-
-    def _and(self) -> Any:
-        value = self._cmp()
-        while self._peek() == "&&":
-            self._take()
-            right = self._cmp()
-            value = right if truthy(value) else value
-        return value
-
-    def _cmp(self) -> Any:
-        value = self._unary()
-        op = self._peek()
-        if op in ("==", "!=", "<", "<=", ">", ">="):
-            self._take()
-            right = self._unary()
-            if op in ("==", "!="):
-                return loose_equal(value, right) == (op == "==")
-            a, b = to_number(value), to_number(right)
-            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    def _binary(self, level: int) -> Any:
+        if level == len(BINARY):
+            return self._unary()
+        value = self._binary(level + 1)
+        while self._peek() in BINARY[level]:
+            operator = BINARY[level][self._take()[1]]
+            value = operator(value, self._binary(level + 1))
         return value
 
     def _unary(self) -> Any:
-        if self._peek() == "!":
-            self._take()
-            return not truthy(self._unary())
-        return self._primary()
-
-    def _primary(self) -> Any:
         kind, text = self._take()
+        if text == "!":
+            return not truthy(self._unary())
         if text == "(":
-            value = self._or()
+            inner = self._binary(0)
             self._take(")")
-            return value
-        if kind == "str":
-            return text[1:-1].replace("''", "'")
-        if kind == "num":
-            return float(text)
+            return inner
+        if kind in ("str", "num"):
+            return text[1:-1].replace("''", "'") if kind == "str" else float(text)
         assert kind == "name", f"unexpected {text!r} in {self.text!r}"
+        if text in LITERALS:
+            return LITERALS[text]
         if self._peek() == "(":
             return self._call(text)
-        return self._path(text)
-
-    def _call(self, name: str) -> Any:
-        self._take("(")
-        args = []
-        while self._peek() != ")":
-            args.append(self._or())
-            if self._peek() == ",":
-                self._take()
-        self._take(")")
-        return call_function(name, args)
-
-    def _path(self, text: str) -> Any:
-        literals = {"true": True, "false": False, "null": None}
-        if text in literals:
-            return literals[text]
         head, *rest = text.split(".")
         assert head in self.contexts, f"unknown context {head!r} in {self.text!r}"
         value: Any = self.contexts[head]
@@ -187,69 +171,19 @@ class Expression:
             value = value.get(part) if isinstance(value, Mapping) else None
         return value
 
-
-def to_number(value: Any) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    if text == "":
-        return 0.0
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+    def _call(self, name: str) -> Any:
+        assert name in FUNCTIONS, f"{name}() is not known to this test"
+        self._take("(")
+        args = []
+        while self._peek() != ")":
+            args.append(self._binary(0))
+            if self._peek() == ",":
+                self._take()
+        self._take(")")
+        return FUNCTIONS[name](*args)
 
 
-def loose_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, str) and isinstance(b, str):
-        return a.casefold() == b.casefold()
-    if type(a) is type(b) and not isinstance(a, str):
-        return bool(a == b)
-    return to_number(a) == to_number(b)
-
-
-def truthy(value: Any) -> bool:
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return value not in (None, False, 0, 0.0, "")
-
-
-def as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def call_function(name: str, args: list[Any]) -> Any:
-    status = {"success": True, "always": True, "failure": False, "cancelled": False}
-    if name in status:
-        return status[name]
-    if name == "format":
-        template, *values = args
-        return re.sub(r"\{(\d+)\}", lambda m: as_text(values[int(m.group(1))]), template)
-    if name == "startsWith":
-        return as_text(args[0]).casefold().startswith(as_text(args[1]).casefold())
-    if name == "endsWith":
-        return as_text(args[0]).casefold().endswith(as_text(args[1]).casefold())
-    if name == "contains":
-        return as_text(args[1]).casefold() in as_text(args[0]).casefold()
-    if name == "hashFiles":
-        return "0" * 64
-    raise AssertionError(f"expression function {name}() is not known to this test")
-
-
-EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}", re.S)
-
-
-def evaluate_value(value: Any, contexts: Mapping[str, Any]) -> Any:
+def evaluate(value: Any, contexts: Mapping[str, Any]) -> Any:
     """A YAML value with ``${{ }}``: a lone expression keeps its type, else text is interpolated."""
     if not isinstance(value, str):
         return value
@@ -261,16 +195,18 @@ def evaluate_value(value: Any, contexts: Mapping[str, Any]) -> Any:
 
 def condition(value: Any, contexts: Mapping[str, Any]) -> bool:
     """An ``if:`` (with or without ``${{ }}``); absent means success()."""
-    if value is None:
-        return True
-    if isinstance(value, bool):
-        return value
+    if value is None or isinstance(value, bool):
+        return value is not False
     text = str(value).strip()
     whole = EXPR.fullmatch(text)
     return truthy(Expression(whole.group(1) if whole else text, contexts).evaluate())
 
 
-# ------------------------------------------------------------------------ shell scripts
+def evaluate_env(env: Mapping[str, Any] | None, contexts: Mapping[str, Any]) -> dict[str, str]:
+    return {k: as_text(evaluate(v, contexts)) for k, v in (env or {}).items()}
+
+
+# ------------------------------------------------------------------------ `ci` in run scripts
 
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "time"}
 SHELL_VAR = re.compile(
@@ -281,8 +217,7 @@ SHELL_VAR = re.compile(
 def simple_commands(script: str) -> Iterator[list[str]]:
     """The simple commands of a bash script, split at ; & | ( ) and newlines; the target of a
     redirection (> >> < <<<) is dropped, so it is never taken for a command."""
-    script = script.replace("\\\n", " ")
-    for line in script.splitlines():
+    for line in script.replace("\\\n", " ").splitlines():
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()<>")
         lexer.whitespace_split = True
         lexer.commenters = "#"
@@ -317,28 +252,26 @@ def command_words(script: str) -> Iterator[list[str]]:
             yield words
 
 
-def ci_argv(script: str, env: Mapping[str, str]) -> list[list[str]]:
+def ci_argv(script: str, env: Mapping[str, str]) -> list[tuple[str, ...]]:
     """The arguments of every `ci` command in ``script``, with $VARS from ``env`` filled in."""
 
     def expand(word: str) -> str:
         def sub(m: re.Match[str]) -> str:
             name = m.group("braced") or m.group("bare")
-            return env[name] if name in env else m.group(0)
+            return env.get(name, m.group(0))
 
         return SHELL_VAR.sub(sub, word)
 
-    found = []
-    for words in command_words(script):
-        if words[0] == "ci" or words[0].endswith("/bin/ci"):
-            found.append([expand(w) for w in words[1:]])
-    return found
+    return [
+        tuple(expand(w) for w in words[1:])
+        for words in command_words(script)
+        if words[0] == "ci" or words[0].endswith("/bin/ci")
+    ]
 
 
-# ------------------------------------------------------------------------ the click tree
-
-
-def check_ci_args(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """Parse ``args`` with the real click tree: the command path and the leaf's options.
+def check_ci_args(args: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Parse ``args`` with the real click tree: the command path and the leaf's parameters
+    (defaults filled in).
 
     Unknown commands or options, a missing option value, extra or missing arguments, and
     literal values outside a click.Choice raise AssertionError naming the problem.
@@ -367,6 +300,8 @@ def check_ci_args(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
         assert not param.required or param.name in opts, (
             f"`ci {' '.join(path)}`: {param.get_error_hint(ctx)} is required"
         )
+        if param.name is not None:
+            opts.setdefault(param.name, param.default)
     return tuple(path), opts
 
 
@@ -382,71 +317,84 @@ def _check_choices(cmd: click.Command, opts: dict[str, Any], path: list[str]) ->
                 )
 
 
-# ------------------------------------------------------------------------ the interpreter
+def pipeline_step_of(args: Sequence[str]) -> pipeline.Step | None:
+    """The pipeline step that `ci ARGS` runs, resolved as `ci pipeline step` resolves it; None
+    for any other command. A NAME that is no step fails the test."""
+    path, opts = check_ci_args(args)
+    if path != ("pipeline", "step"):
+        return None
+    steps = {s.name: s for s in pipeline.push_pipeline(opts["env"], push=opts["push"])}
+    name = opts["name"]
+    assert name in steps, f"`ci {' '.join(args)}`: {name!r} is no pipeline step ({list(steps)})"
+    return steps[name]
+
+
+# ------------------------------------------------------------------------ a run, as planned
 
 
 @dataclass(frozen=True)
-class CiCall:
-    """One `ci` command a run would execute, and where: file, job and its GitHub environment."""
+class Job:
+    """A job of a run: ``file:job`` (a called workflow's jobs below their caller), the jobs that
+    must succeed before it starts (through `needs:`, transitively), its GitHub environment."""
 
-    args: tuple[str, ...]
-    where: str
-    environment: str | None
-    env_names: frozenset[str]
+    id: str
+    waits_for: frozenset[str]
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """A step that a run executes, with its environment and `with:` evaluated."""
+
+    job: Job
+    index: int
+    step: Mapping[str, Any]
+    env: Mapping[str, str]
+    given: Mapping[str, str]
+    script: str
 
     @property
-    def command(self) -> tuple[str, ...]:
-        return check_ci_args(list(self.args))[0]
+    def where(self) -> str:
+        return f"{self.job.id} step {self.step.get('name') or self.index}"
 
+    @property
+    def uses(self) -> str:
+        return str(self.step.get("uses", "")).split("@")[0]
 
-@dataclass(frozen=True)
-class ArtifactStep:
-    """An upload-artifact or download-artifact step as a run would execute it."""
-
-    kind: str  # "upload" or "download"
-    name: str
-    path: str
-    run_id: str
-    where: str
-
-
-@dataclass
-class Run:
-    calls: list[CiCall] = field(default_factory=list)
-    artifacts: list[ArtifactStep] = field(default_factory=list)
-    jobs: dict[str, str] = field(default_factory=dict)  # "file:job" -> success | skipped
+    def ci_calls(self) -> list[tuple[str, ...]]:
+        return ci_argv(self.script, self.env)
 
 
 @dataclass(frozen=True)
 class Event:
-    """The ``github`` context of a run, inputs of a dispatch, and outputs of shell steps."""
+    """The ``github`` context of a run, the inputs of a dispatch, the repository's secrets and
+    what shell steps write to their outputs (``job.step-id``)."""
 
     github: Mapping[str, Any]
     inputs: Mapping[str, Any] = field(default_factory=dict)
     step_outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(
+        default_factory=lambda: {"KUBECONFIG_STAGING": "kc-staging", "KUBECONFIG_PROD": "kc-prod"}
+    )
 
 
-def github_context(event_name: str, ref: str, **extra: Any) -> dict[str, Any]:
-    ctx: dict[str, Any] = {
+def github_context(event_name: str, ref: str) -> dict[str, Any]:
+    return {
         "event_name": event_name,
         "ref": ref,
-        "ref_name": ref.rsplit("/", 1)[-1],
         "sha": "1" * 40,
         "run_id": "1001",
         "repository": "example/schedule-tracker",
         "repository_owner": "example",
         "actor": "someone",
-        "token": "***github-token***",
-        "workspace": "/home/runner/work/schedule-tracker",
+        "token": "github-token",
         "event": {"repository": {"default_branch": "main"}},
     }
-    ctx.update(extra)
-    return ctx
 
 
 PUSH_MAIN = Event(github_context("push", "refs/heads/main"))
 PUSH_TAG = Event(github_context("push", "refs/tags/v1.2.0"))
-PULL_REQUEST = Event(github_context("pull_request", "refs/pull/7/merge", head_ref="feature"))
+PULL_REQUEST = Event(github_context("pull_request", "refs/pull/7/merge"))
 PROD_SHA = "2" * 40
 PROD_RUN = "4242"
 
@@ -460,217 +408,189 @@ def prod_dispatch(diff_only: bool) -> Event:
 
 
 def topological_jobs(jobs: Mapping[str, Any]) -> list[str]:
-    """Jobs in an order a run could execute them: needs first, file order otherwise."""
+    """Jobs in an order a run could execute them: needs first."""
     order: list[str] = []
     pending = list(jobs)
     while pending:
-        for job_id in pending:
-            needs = jobs[job_id].get("needs", [])
-            needs = [needs] if isinstance(needs, str) else needs
-            if all(n in order for n in needs):
-                order.append(job_id)
-                pending.remove(job_id)
-                break
-        else:
-            raise AssertionError(f"job needs form a cycle or name unknown jobs: {pending}")
+        ready = next((j for j in pending if set(as_list(jobs[j].get("needs"))) <= set(order)), None)
+        assert ready is not None, f"job needs form a cycle or name unknown jobs: {pending}"
+        order.append(ready)
+        pending.remove(ready)
     return order
 
 
-def local_path(uses: str) -> Path:
-    assert uses.startswith("./"), uses
-    return ROOT / uses[2:]
-
-
 def input_values(declared: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs with defaults filled in; an unknown or missing required input fails the test."""
-    declared = declared or {}
-    unknown = set(given) - set(declared)
-    assert not unknown, f"inputs {sorted(unknown)} are not declared (declared: {sorted(declared)})"
-    values: dict[str, Any] = {}
-    for name, declaration in declared.items():
-        spec = declaration or {}
-        if name in given:
-            values[name] = given[name]
-        else:
-            assert not spec.get("required"), f"required input {name!r} is not given"
-            values[name] = spec.get("default")
-    return values
-
-
-def interpret_workflow(
-    path: Path,
-    event: Event,
-    inputs: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, str] | None = None,
-    run: Run | None = None,
-) -> Run:
-    """Walk ``path`` for ``event``; reusable workflows are expanded in place."""
-    doc = load_yaml(path)
-    run = run if run is not None else Run()
-    on = doc["on"]
-    call_inputs = (on.get("workflow_call") or {}).get("inputs") if isinstance(on, dict) else None
-    dispatch = (on.get("workflow_dispatch") or {}) if isinstance(on, dict) else {}
-    if inputs is None:
-        inputs = input_values(dispatch.get("inputs"), event.inputs)
-    elif call_inputs is not None:
-        inputs = input_values(call_inputs, inputs)
-    contexts: dict[str, Any] = {
-        "github": event.github,
-        "inputs": inputs,
-        "vars": {},
-        "secrets": dict(secrets or {}),
-        "runner": {"os": "Linux", "temp": "/tmp"},
-    }
-    wf_env = {k: as_text(evaluate_value(v, contexts)) for k, v in (doc.get("env") or {}).items()}
-    results: dict[str, str] = {}
-    outputs: dict[str, dict[str, str]] = {}
-    for job_id in topological_jobs(doc["jobs"]):
-        job = doc["jobs"][job_id]
-        needs = job.get("needs", [])
-        needs = [needs] if isinstance(needs, str) else needs
-        ctx = dict(contexts)
-        ctx["needs"] = {n: {"result": results[n], "outputs": outputs.get(n, {})} for n in needs}
-        ok = all(results[n] == "success" for n in needs)
-        where = f"{rel(path)}:{job_id}"
-        if not (ok and condition(job.get("if"), ctx)):
-            results[job_id] = run.jobs[where] = "skipped"
-            continue
-        if "uses" in job:
-            given = {k: evaluate_value(v, ctx) for k, v in (job.get("with") or {}).items()}
-            passed = {
-                k: as_text(evaluate_value(v, ctx)) for k, v in (job.get("secrets") or {}).items()
-            }
-            interpret_workflow(local_path(job["uses"]), event, given, passed, run)
-        else:
-            scope = JobScope(event, run, job_id, where, None)
-            outputs[job_id] = interpret_job(scope, job, {**ctx, "env": wf_env})
-        results[job_id] = run.jobs[where] = "success"
-    return run
+    """Inputs with defaults filled in (actionlint checks that they are declared and given)."""
+    return {k: given.get(k, (spec or {}).get("default")) for k, spec in (declared or {}).items()}
 
 
 @dataclass
-class JobScope:
-    """What the steps of one job share: the run being recorded, the job and its environment."""
+class JobsSoFar:
+    """What the jobs of one workflow run have done so far, as `needs:` sees it."""
 
-    event: Event
-    run: Run
-    job_id: str
-    where: str
-    environment: str | None
+    results: dict[str, str] = field(default_factory=dict)  # job -> success | skipped
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    waits: dict[str, frozenset[str]] = field(default_factory=dict)  # job -> must succeed first
+    holds: dict[str, frozenset[str]] = field(default_factory=dict)  # job -> ids of its steps' jobs
+
+    def needs_context(self, needs: list[str]) -> dict[str, Any]:
+        return {n: {"result": self.results[n], "outputs": self.outputs[n]} for n in needs}
+
+    def starts(self, job: Mapping[str, Any], ctx: Mapping[str, Any]) -> bool:
+        """A job starts when its needs succeeded (or `if:` asks for a status) and `if:` holds."""
+        ungated = STATUS_CHECK.search(str(job.get("if", "")))
+        needs_ok = all(self.results[n] == "success" for n in as_list(job.get("needs")))
+        return bool(ungated or needs_ok) and condition(job.get("if"), ctx)
+
+    def gate(self, jobs: Mapping[str, Any], job_id: str, outer: frozenset[str]) -> frozenset[str]:
+        """The jobs that must succeed before ``job_id`` starts: its caller's (``outer``), and
+        each need with what that need waits for, unless `if:` runs it after a failure anyway or
+        the need's failure is ignored (`continue-on-error`)."""
+        job = jobs[job_id]
+        if STATUS_CHECK.search(str(job.get("if", ""))):
+            return outer
+        before = set(outer)
+        for n in as_list(job.get("needs")):
+            if jobs[n].get("continue-on-error", False) is False:
+                before |= self.holds[n] | self.waits[n]
+        return frozenset(before)
 
 
-def interpret_job(scope: JobScope, job: Mapping[str, Any], contexts: Mapping[str, Any]) -> Any:
-    """Run the job's steps; return its evaluated ``outputs``."""
+def plan(
+    workflow: Path,
+    event: Event,
+    root: Path = ROOT,
+    call: tuple[Job, Mapping[str, Any], Mapping[str, str]] | None = None,
+) -> list[StepRun]:
+    """The steps a run of ``workflow`` (relative to ``root``) executes for ``event``, in an
+    order they could run in; ``call`` is the calling job, its `with:` and `secrets:`."""
+    doc = load_yaml(root / workflow)
+    if call is None:
+        dispatch = doc["on"].get("workflow_dispatch") or {}
+        inputs, secrets = input_values(dispatch.get("inputs"), event.inputs), event.secrets
+    else:
+        inputs, secrets = input_values(doc["on"]["workflow_call"].get("inputs"), call[1]), call[2]
+    contexts = {"github": event.github, "inputs": inputs, "vars": {}, "secrets": dict(secrets)}
+    wf_env = evaluate_env(doc.get("env"), contexts)
+    jobs, done, runs = doc["jobs"], JobsSoFar(), []
+    for job_id in topological_jobs(jobs):
+        job = jobs[job_id]
+        ctx = {**contexts, "needs": done.needs_context(as_list(job.get("needs")))}
+        if not done.starts(job, ctx):
+            done.results[job_id], done.outputs[job_id] = "skipped", {}
+            continue
+        prefix, outer = (f"{call[0].id}/", call[0].waits_for) if call else ("", frozenset())
+        me = Job(f"{prefix}{workflow.name}:{job_id}", done.gate(jobs, job_id, outer))
+        if "uses" in job:
+            given = {k: evaluate(v, ctx) for k, v in (job.get("with") or {}).items()}
+            passed = evaluate_env(job.get("secrets"), ctx)
+            job_runs = plan(Path(job["uses"]), event, root, (me, given, passed))
+            done.outputs[job_id] = {}
+        else:
+            ctx["env"] = wf_env
+            job_runs, done.outputs[job_id] = plan_job(me, job, ctx, event, job_id)
+        runs += job_runs
+        done.holds[job_id] = frozenset({r.job.id for r in job_runs} | {me.id})
+        done.waits[job_id], done.results[job_id] = me.waits_for, "success"
+    return runs
+
+
+def plan_job(
+    me: Job, job: Mapping[str, Any], ctx: dict[str, Any], event: Event, job_id: str
+) -> tuple[list[StepRun], dict[str, str]]:
+    """The steps of one job that run, and the job's evaluated `outputs:`."""
     environment = job.get("environment")
     if isinstance(environment, dict):
         environment = environment.get("name")
     if environment:
-        scope.environment = as_text(evaluate_value(environment, contexts))
-    ctx = dict(contexts)
-    env = dict(ctx["env"])
-    env.update({k: as_text(evaluate_value(v, ctx)) for k, v in (job.get("env") or {}).items()})
-    ctx.update(env=env, steps={})
-    interpret_steps(scope, job["steps"], ctx, env)
-    return {k: as_text(evaluate_value(v, ctx)) for k, v in (job.get("outputs") or {}).items()}
-
-
-def interpret_steps(
-    scope: JobScope, steps: list[Mapping[str, Any]], ctx: dict[str, Any], env: Mapping[str, str]
-) -> None:
-    for index, step in enumerate(steps):
-        if not condition(step.get("if"), ctx):
-            continue
-        step_env = {**env}
-        step_env.update(
-            {k: as_text(evaluate_value(v, ctx)) for k, v in (step.get("env") or {}).items()}
-        )
-        label = f"{scope.where} step {step.get('name') or step.get('id') or index}"
-        if "run" in step:
-            script = evaluate_value(step["run"], ctx)
-            names = frozenset(step.get("env") or {})
-            for argv in ci_argv(script, step_env):
-                scope.run.calls.append(CiCall(tuple(argv), label, scope.environment, names))
-        elif str(step.get("uses", "")).startswith("./"):
-            interpret_action(scope, step, ctx, step_env)
-        elif "uses" in step:
-            record_artifact(step, ctx, scope.run, label)
+        me = Job(me.id, me.waits_for, as_text(evaluate(environment, ctx)))
+    env = {**ctx["env"], **evaluate_env(job.get("env"), ctx)}
+    ctx = {**ctx, "env": env, "steps": {}}
+    runs = []
+    for index, step in enumerate(job["steps"]):
+        if condition(step.get("if"), ctx):
+            step_env = {**env, **evaluate_env(step.get("env"), ctx)}
+            given = evaluate_env(step.get("with"), ctx)
+            script = as_text(evaluate(step.get("run"), ctx))
+            runs.append(StepRun(me, index, step, step_env, given, script))
         if step.get("id"):
-            outputs = scope.event.step_outputs.get(f"{scope.job_id}.{step['id']}", {})
-            ctx["steps"][step["id"]] = {"outputs": dict(outputs), "outcome": "success"}
+            written = event.step_outputs.get(f"{job_id}.{step['id']}", {})
+            ctx["steps"][step["id"]] = {"outputs": dict(written), "outcome": "success"}
+    return runs, evaluate_env(job.get("outputs"), ctx)
 
 
-def interpret_action(
-    scope: JobScope, step: Mapping[str, Any], ctx: Mapping[str, Any], env: Mapping[str, str]
-) -> None:
-    """A local composite action: its steps, with its inputs from the step's ``with:``."""
-    action_dir = local_path(step["uses"])
-    doc = load_yaml(action_dir / "action.yml")
-    assert doc["runs"]["using"] == "composite", f"{action_dir}: expected a composite action"
-    given = {k: evaluate_value(v, ctx) for k, v in (step.get("with") or {}).items()}
-    inner = {**ctx, "inputs": input_values(doc.get("inputs"), given), "steps": {}}
-    interpret_steps(scope, doc["runs"]["steps"], inner, env)
-
-
-def record_artifact(step: Mapping[str, Any], ctx: Mapping[str, Any], run: Run, where: str) -> None:
-    action = str(step["uses"]).split("@")[0]
-    kind = {"actions/upload-artifact": "upload", "actions/download-artifact": "download"}.get(
-        action
-    )
-    if kind is None:
-        return
-    given = {k: as_text(evaluate_value(v, ctx)) for k, v in (step.get("with") or {}).items()}
-    run_id = given.get("run-id") or as_text(ctx["github"]["run_id"])
-    run.artifacts.append(
-        ArtifactStep(kind, given.get("name", ""), given.get("path", ""), run_id, where)
-    )
-
-
-def pipeline_commands(run: Run) -> list[tuple[str, ...]]:
-    """The `ci` argument lists of a run, without the setup commands."""
-    return [c.args for c in run.calls if c.command not in SETUP_COMMANDS]
-
-
-# ======================================================================== tests: the CLI
-
-
-def every_ci_call() -> list[tuple[str, CiCall]]:
-    """Every `ci` line in every run step of every workflow and action, with variables as-is."""
+def pipeline_steps(runs: Sequence[StepRun]) -> list[tuple[StepRun, pipeline.Step]]:
+    """The `ci pipeline step` calls of a run, each with the step it resolves to."""
     found = []
-    for path in all_files():
-        doc = load_yaml(path)
-        steps: list[tuple[str, Mapping[str, Any]]] = []
-        if "jobs" in doc:
-            for job_id, job in doc["jobs"].items():
-                steps += [(f"{rel(path)}:{job_id}", s) for s in job.get("steps", [])]
-        else:
-            steps += [(rel(path), s) for s in doc["runs"].get("steps", [])]
-        for where, step in steps:
-            if "run" in step:
-                script = EXPR.sub("EXPR", step["run"])
-                for argv in ci_argv(script, {}):
-                    found.append((where, CiCall(tuple(argv), where, None, frozenset())))
+    for run in runs:
+        for args in run.ci_calls():
+            step = pipeline_step_of(args)
+            if step is not None:
+                found.append((run, step))
     return found
 
 
-def test_the_workflows_and_the_setup_action_exist() -> None:
-    names = {p.name for p in workflow_files()}
-    assert {"ci.yml", "deploy-prod.yml", "deploy.yml"} <= names
-    assert (ACTIONS / "setup-ci" / "action.yml").is_file()
+def other_calls(runs: Sequence[StepRun]) -> list[tuple[str, ...]]:
+    """The `ci` calls of a run that are not pipeline steps, nor setup commands."""
+    calls = [args for run in runs for args in run.ci_calls()]
+    return [a for a in calls if check_ci_args(a)[0] not in {("pipeline", "step"), *SETUP_COMMANDS}]
 
 
-def test_the_workflows_call_ci_for_every_pipeline_step() -> None:
-    commands = {c.command for _, c in every_ci_call()}
-    for step in pipeline.push_pipeline("staging"):
-        assert check_ci_args(list(step.args))[0] in commands, step.command()
+def gates(first: StepRun, then: StepRun) -> bool:
+    """Whether ``then`` can start only once ``first`` succeeded: an earlier step of the same job
+    (and ``then`` not run after failures), or a step of a job ``then``'s job waits for."""
+    if first.step.get("continue-on-error", False) is not False:
+        return False
+    if first.job.id == then.job.id:
+        return first.index < then.index and not STATUS_CHECK.search(str(then.step.get("if", "")))
+    return first.job.id in then.job.waits_for
+
+
+def gating_problems(runs: Sequence[StepRun]) -> list[str]:
+    """Each pipeline step that could start before a step it needs (``Step.needs``, transitively)
+    succeeded, said as a sentence."""
+    found = pipeline_steps(runs)
+    problems = []
+    for run, step in found:
+        for need in sorted(pipeline.requirements(pipeline.push_pipeline(), step.name)):
+            if not any(gates(first, run) for first, s in found if s.name == need):
+                problems.append(f"{run.where}: `{step.name}` can start before `{need}` succeeded")
+    return problems
+
+
+# ======================================================================== tests: the ci calls
+
+
+def every_ci_call() -> list[tuple[str, tuple[str, ...]]]:
+    """Every `ci` line in every run step of every workflow and action, with variables as-is."""
+    found = []
+    for path in workflow_files() + action_files():
+        doc = load_yaml(path)
+        steps = [(rel(path), s) for s in doc.get("runs", {}).get("steps", [])]
+        for job_id, job in doc.get("jobs", {}).items():
+            steps += [(f"{rel(path)}:{job_id}", s) for s in job.get("steps", [])]
+        for where, step in steps:
+            found += [(where, args) for args in ci_argv(EXPR.sub("EXPR", step.get("run", "")), {})]
+    return found
 
 
 @pytest.mark.parametrize(
-    ("where", "call"),
-    every_ci_call(),
-    ids=[f"{w}:ci {' '.join(c.args)}" for w, c in every_ci_call()],
+    ("where", "args"), every_ci_call(), ids=[f"{w}:ci {' '.join(a)}" for w, a in every_ci_call()]
 )
-def test_every_ci_invocation_names_a_real_command_and_options(where: str, call: CiCall) -> None:
-    check_ci_args(list(call.args))
+def test_every_ci_call_names_a_real_command_options_and_step(
+    where: str, args: tuple[str, ...]
+) -> None:
+    pipeline_step_of(args)
+
+
+def test_pipeline_work_runs_only_as_pipeline_steps() -> None:
+    """Besides setup, a workflow runs `ci pipeline step NAME`, or deploys a tested release."""
+    for where, args in every_ci_call():
+        command = check_ci_args(args)[0]
+        release = command == ("deploy",) and "--release-manifest" in args
+        assert command in {("pipeline", "step"), *SETUP_COMMANDS} or release, (
+            f"{where}: `ci {' '.join(args)}` does pipeline work outside `ci pipeline step`"
+        )
 
 
 def test_the_argument_checker_rejects_what_the_cli_rejects() -> None:
@@ -684,173 +604,279 @@ def test_the_argument_checker_rejects_what_the_cli_rejects() -> None:
         check_ci_args(["images", "build", "--builder", "kaniko"])
     with pytest.raises(AssertionError, match="needs a subcommand"):
         check_ci_args(["chart"])
+    with pytest.raises(AssertionError, match="is no pipeline step"):
+        pipeline_step_of(["pipeline", "step", "deplyo"])
     assert check_ci_args(["-c", "x.yaml", "images", "build", "--push", "--only", "backend"])[0] == (
         "images",
         "build",
     )
+    assert pipeline_step_of(["pipeline", "step", "images", "--no-push"]) == pipeline.Step(
+        "images", ("images", "build"), ("config",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("inputs.id == '' && !inputs.flag", True),
+        ("inputs.id || 'fallback'", "fallback"),
+        ("!inputs.flag == true", True),  # ! binds before ==
+        ("github.ref == format('REFS/heads/{0}', 'main')", True),  # strings ignore case
+        ("null == '' && 0 == false", True),
+        ("inputs.id != '' || failure()", False),
+        ("always() && (inputs.flag || inputs.missing)", None),
+    ],
+)
+def test_expressions_evaluate_as_actions_evaluates_them(text: str, value: Any) -> None:
+    contexts = {"inputs": {"id": "", "flag": False}, "github": {"ref": "refs/heads/main"}}
+    assert Expression(text, contexts).evaluate() == value
+    with pytest.raises(AssertionError):
+        Expression(text + " ]", contexts).evaluate()
 
 
 def test_ci_lines_are_found_through_continuations_and_operators() -> None:
     script = 'set -e\nci images build \\\n  --push --only "$NAME"\nmake x && ci chart check # c\n'
     assert ci_argv(script, {"NAME": "backend"}) == [
-        ["images", "build", "--push", "--only", "backend"],
-        ["chart", "check"],
+        ("images", "build", "--push", "--only", "backend"),
+        ("chart", "check"),
     ]
-    assert ci_argv('echo "ci images build"; FOO=1 ci doctor', {}) == [["doctor"]]
+    assert ci_argv('echo "ci images build"; FOO=1 ci doctor', {}) == [("doctor",)]
 
 
-# ======================================================================== tests: the order
+# ======================================================================== tests: the gating
 
 
-def ci_local_env() -> str:
-    """The environment `make ci-local` deploys to: its `ci pipeline run` line, else the default."""
+def test_a_push_to_the_default_branch_runs_every_pipeline_step_once() -> None:
+    steps = [step for _, step in pipeline_steps(plan(PUSH_WORKFLOW, PUSH_MAIN))]
+    assert sorted(steps, key=lambda s: s.name) == sorted(
+        pipeline.push_pipeline("staging"), key=lambda s: s.name
+    )
+    assert not other_calls(plan(PUSH_WORKFLOW, PUSH_MAIN))
+
+
+@pytest.mark.parametrize("event", [PUSH_MAIN, PUSH_TAG, PULL_REQUEST], ids=["main", "tag", "pr"])
+def test_every_step_waits_for_the_steps_pipeline_py_says_it_needs(event: Event) -> None:
+    assert gating_problems(plan(PUSH_WORKFLOW, event)) == []
+
+
+GATING_BREAKS = {
+    "staging needs only build": (
+        ".github/workflows/ci.yml",
+        "needs: [lint, build, chart]",
+        "needs: [build]",
+        "`deploy` can start before `chart` succeeded",
+    ),
+    "staging needs no build": (
+        ".github/workflows/ci.yml",
+        "needs: [lint, build, chart]",
+        "needs: [lint, chart]",
+        "`deploy` can start before `images` succeeded",
+    ),
+    "staging runs always": (
+        ".github/workflows/ci.yml",
+        "      github.event_name == 'push' &&\n",
+        "      always() && github.event_name == 'push' &&\n",
+        "`deploy` can start before `config` succeeded",
+    ),
+    "a deploy failure is ignored": (
+        ".github/workflows/deploy.yml",
+        "      - name: Deploy the images built by this run\n",
+        "      - name: Deploy the images built by this run\n        continue-on-error: true\n",
+        "`smoke` can start before `deploy` succeeded",
+    ),
+    "smoke runs after a failed deploy": (
+        ".github/workflows/deploy.yml",
+        "        if: ${{ !inputs.diff-only }}\n        env:",
+        "        if: ${{ always() && !inputs.diff-only }}\n        env:",
+        "`smoke` can start before `deploy` succeeded",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GATING_BREAKS.values(), ids=list(GATING_BREAKS))
+def test_the_gating_check_finds_a_step_that_no_longer_waits(
+    case: tuple[str, str, str, str], tmp_path: Path
+) -> None:
+    file, old, new, problem = case
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    text = (tmp_path / file).read_text()
+    assert text.count(old) == 1, f"{file} no longer holds {old!r}"
+    (tmp_path / file).write_text(text.replace(old, new))
+    problems = gating_problems(plan(PUSH_WORKFLOW, PUSH_MAIN, tmp_path))
+    assert any(problem in p for p in problems), problems
+
+
+def test_the_staging_deploy_waits_for_lint_and_unit_tests() -> None:
+    runs = plan(PUSH_WORKFLOW, PUSH_MAIN)
+    deploy = next(run for run, step in pipeline_steps(runs) if step.name == "deploy")
+    for target in ("lint", "test-unit"):
+        checks = [r for r in runs if ["make", target] in command_words(r.script)]
+        assert checks, f"no job runs `make {target}`"
+        assert all(gates(c, deploy) for c in checks), f"the deploy does not wait for {target}"
+
+
+def makefile_recipe(target: str) -> list[str]:
     lines = (ROOT / "Makefile").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("ci-local:"))
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
     recipe = []
     for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
         recipe.append(line.strip())
-    runs = [line for line in recipe if re.search(r"\$\(CI\)\s+pipeline\s+run\b", line)]
-    assert runs, f"the Makefile's ci-local target does not run `$(CI) pipeline run`: {recipe}"
-    argv = shlex.split(runs[0].split("pipeline", 1)[1])[1:]
-    _, opts = check_ci_args(["pipeline", "run", *argv])
-    if "env" in opts:
-        return str(opts["env"])
-    run_cmd = main.commands["pipeline"].commands["run"]  # type: ignore[attr-defined]
-    return str(next(p.default for p in run_cmd.params if p.name == "env"))
+    return recipe
 
 
-def test_a_push_to_the_default_branch_runs_the_pipeline_in_order() -> None:
-    run = interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN)
-    expected = [s.args for s in pipeline.push_pipeline("staging")]
-    assert pipeline_commands(run) == expected
+def test_make_ci_local_runs_the_steps_the_push_workflow_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make ci-local` is `ci pipeline run`: the list that the workflow's steps are taken from."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^CI\s*:?=\s*\$\(BIN\)/ci\s*$", makefile, re.M), "$(CI) is not the ci CLI"
+    runs = [line for line in makefile_recipe("ci-local") if re.search(r"\$\(CI\) pipeline ", line)]
+    assert len(runs) == 1, f"ci-local does not run `$(CI) pipeline run` once: {runs}"
+    args = shlex.split(runs[0].split("$(CI)", 1)[1])
+    assert check_ci_args(args)[0] == ("pipeline", "run"), runs[0]
+
+    ran: list[pipeline.Step] = []
+
+    def record(steps: Sequence[pipeline.Step], **_: Any) -> pipeline.PipelineResult:
+        ran.extend(steps)
+        return pipeline.PipelineResult()
+
+    monkeypatch.setattr(pipeline, "run", record)
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["-o", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    workflow = [step for _, step in pipeline_steps(plan(PUSH_WORKFLOW, PUSH_MAIN))]
+    assert sorted(ran, key=lambda s: s.name) == sorted(workflow, key=lambda s: s.name)
+    for i, step in enumerate(ran):
+        assert pipeline.requirements(ran, step.name) <= {s.name for s in ran[:i]}, step.name
 
 
-def test_make_ci_local_runs_the_same_sequence_as_the_push_workflow() -> None:
-    env = ci_local_env()
-    run = interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN)
-    assert pipeline_commands(run) == [s.args for s in pipeline.push_pipeline(env)]
+# ======================================================================== tests: events
 
 
 def test_a_pull_request_builds_and_checks_without_pushing_or_deploying() -> None:
-    run = interpret_workflow(PUSH_WORKFLOW, PULL_REQUEST)
-    commands = pipeline_commands(run)
-    assert ("images", "build") in commands
-    assert ("chart", "check") in commands
-    assert all("--push" not in c for c in commands)
-    assert not [c for c in run.calls if c.command in {("images", "login"), ("deploy",), ("smoke",)}]
+    runs = plan(PUSH_WORKFLOW, PULL_REQUEST)
+    steps = {step.name: step for _, step in pipeline_steps(runs)}
+    expected = {s.name: s for s in pipeline.push_pipeline(push=False)}
+    assert steps == {name: expected[name] for name in ("config", "images", "chart")}
+    assert "--push" not in steps["images"].args
+    assert not [a for r in runs for a in r.ci_calls() if a == ("images", "login")]
+    assert not other_calls(runs)
 
 
 def test_a_tag_pushes_images_but_does_not_deploy() -> None:
-    run = interpret_workflow(PUSH_WORKFLOW, PUSH_TAG)
-    commands = pipeline_commands(run)
-    assert ("images", "build", "--push") in commands
-    assert ("images", "login") in [c.args for c in run.calls]
-    assert not [c for c in run.calls if c.command in {("deploy",), ("smoke",)}]
+    runs = plan(PUSH_WORKFLOW, PUSH_TAG)
+    assert sorted(step.name for _, step in pipeline_steps(runs)) == ["chart", "config", "images"]
+    assert "--push" in next(s for _, s in pipeline_steps(runs) if s.name == "images").args
+    assert ("images", "login") in [a for r in runs for a in r.ci_calls()]
 
 
 def test_the_registry_login_comes_before_the_push() -> None:
-    args = [c.args for c in interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN).calls]
-    assert args.index(("images", "login")) < args.index(("images", "build", "--push"))
+    runs = plan(PUSH_WORKFLOW, PUSH_MAIN)
+    login = next(r for r in runs if ("images", "login") in r.ci_calls())
+    push = next(r for r, step in pipeline_steps(runs) if step.name == "images")
+    assert gates(login, push)
+
+
+# ======================================================================== tests: wiring
+
+
+def artifact(runs: Sequence[StepRun], kind: str, name: str) -> StepRun:
+    found = [r for r in runs if r.uses == f"actions/{kind}-artifact" and r.given["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind}s of artifact {name!r}"
+    return found[0]
 
 
 def test_the_staging_deploy_uses_the_digests_the_build_uploaded() -> None:
-    run = interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN)
-    uploads = {a.name: a for a in run.artifacts if a.kind == "upload"}
-    downloads = [a for a in run.artifacts if a.kind == "download"]
-    assert uploads["images"].path == ".ci-out/images.json"
-    assert [(d.name, d.path, d.run_id) for d in downloads] == [("images", ".ci-out", "1001")]
-    assert "release-staging" in uploads, "the staging deploy keeps its release manifest"
-
-
-def release_manifest_arg(call: CiCall) -> str:
-    args = list(call.args)
-    return args[args.index("--release-manifest") + 1]
+    runs = plan(PUSH_WORKFLOW, PUSH_MAIN)
+    by_name = {step.name: run for run, step in pipeline_steps(runs)}
+    upload, download = artifact(runs, "upload", "images"), artifact(runs, "download", "images")
+    assert upload.given["path"] == ".ci-out/images.json"
+    assert gates(by_name["images"], upload), "the digests are uploaded before they are built"
+    assert (download.given["path"], download.given.get("run-id")) == (".ci-out", None)
+    assert gates(upload, download), "the digests are downloaded before they are uploaded"
+    assert gates(download, by_name["deploy"]), "the deploy starts before it has the digests"
+    kept = artifact(runs, "upload", "release-staging")
+    assert kept.given["path"] == ".ci-out/release.json"
+    assert gates(by_name["smoke"], kept), "the release manifest is kept before its smoke checks"
 
 
 def test_prod_deploys_the_release_manifest_staging_tested_without_rebuilding() -> None:
-    staging = interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN)
-    upload = next(a for a in staging.artifacts if a.name == "release-staging")
-    run = interpret_workflow(PROD_WORKFLOW, prod_dispatch(diff_only=False))
-    assert pipeline_commands(run) == [
-        ("deploy", "--env", "prod", "--release-manifest", "release/release.json"),
-        ("smoke", "--env", "prod"),
+    staging = artifact(plan(PUSH_WORKFLOW, PUSH_MAIN), "upload", "release-staging")
+    runs = plan(PROD_WORKFLOW, prod_dispatch(diff_only=False))
+    assert other_calls(runs) == [
+        ("deploy", "--env", "prod", "--release-manifest", "release/release.json")
     ]
-    assert not [c for c in run.calls if c.command == ("images", "build")]
-    download = next(a for a in run.artifacts if a.kind == "download")
-    assert (download.name, download.run_id) == (upload.name, PROD_RUN)
-    manifest = release_manifest_arg(run.calls[-2])
-    assert manifest == f"{download.path}/{Path(upload.path).name}"
+    assert [step for _, step in pipeline_steps(runs)] == [
+        pipeline.Step("smoke", ("smoke", "--env", "prod"), ("deploy",))
+    ]
+    download = artifact(runs, "download", "release-staging")
+    assert download.given["run-id"] == PROD_RUN
+    assert f"{download.given['path']}/{Path(staging.given['path']).name}" == "release/release.json"
+    checkout = next(r for r in runs if r.uses == "actions/checkout")
+    assert checkout.given["ref"] == PROD_SHA, "prod checks out the commit staging tested"
+    deploy = next(r for r in runs if r.ci_calls() == other_calls(runs))
+    smoke = next(r for r, _ in pipeline_steps(runs))
+    assert gates(download, deploy), "the release deploy starts before it has the manifest"
+    assert gates(deploy, smoke), "the prod smoke checks start before the deploy succeeded"
 
 
 def test_prod_diff_only_shows_the_diff_and_changes_nothing() -> None:
-    run = interpret_workflow(PROD_WORKFLOW, prod_dispatch(diff_only=True))
-    assert pipeline_commands(run) == [
+    runs = plan(PROD_WORKFLOW, prod_dispatch(diff_only=True))
+    assert other_calls(runs) == [
         ("deploy", "--env", "prod", "--release-manifest", "release/release.json", "--diff-only"),
     ]
-    assert not [a for a in run.artifacts if a.kind == "upload"]
-
-
-def test_prod_runs_in_the_production_environment_and_staging_in_staging() -> None:
-    prod = interpret_workflow(PROD_WORKFLOW, prod_dispatch(diff_only=False)).calls
-    staging = interpret_workflow(PUSH_WORKFLOW, PUSH_MAIN).calls
-    for call in [*prod, *staging]:
-        args = list(call.args)
-        if call.command in {("deploy",), ("smoke",)}:
-            env = args[args.index("--env") + 1]
-            expected = {"prod": "production", "staging": "staging"}[env]
-            assert call.environment == expected, f"{call.where}: runs in {call.environment}"
+    assert not pipeline_steps(runs)
+    assert not [r for r in runs if r.uses == "actions/upload-artifact"]
 
 
 def test_the_prod_workflow_takes_a_version_and_a_diff_only_switch() -> None:
-    inputs = load_yaml(PROD_WORKFLOW)["on"]["workflow_dispatch"]["inputs"]
+    inputs = load_yaml(ROOT / PROD_WORKFLOW)["on"]["workflow_dispatch"]["inputs"]
     assert inputs["version"]["required"] is True
     assert inputs["diff-only"]["type"] == "boolean"
     assert inputs["diff-only"]["default"] is False
 
 
+def deploy_runs(env: str) -> list[tuple[StepRun, tuple[str, ...]]]:
+    """The steps that deploy to or smoke-test ``env``, with their `ci` arguments."""
+    workflow, event = (
+        (PUSH_WORKFLOW, PUSH_MAIN) if env == "staging" else (PROD_WORKFLOW, prod_dispatch(False))
+    )
+    found = []
+    for run in plan(workflow, event):
+        for args in run.ci_calls():
+            step = pipeline_step_of(args)
+            command = step.args if step else args
+            if command[0] in ("deploy", "smoke"):
+                found.append((run, command))
+    assert {c[0] for _, c in found} == {"deploy", "smoke"}, found
+    return found
+
+
+@pytest.mark.parametrize(("env", "github_env"), [("staging", "staging"), ("prod", "production")])
+def test_deploys_run_in_their_github_environment_with_the_kubeconfig_ci_yaml_names(
+    env: str, github_env: str
+) -> None:
+    from ci import config
+
+    secret = config.load(ROOT / "ci.yaml").environments[env].kubeconfig_env
+    assert secret, f"ci.yaml gives {env} no kube.kubeconfig_env"
+    for run, args in deploy_runs(env):
+        assert args[args.index("--env") + 1] == env, run.where
+        assert run.job.environment == github_env, f"{run.where}: runs in {run.job.environment}"
+        assert run.env.get(secret) == PUSH_MAIN.secrets[secret], f"{run.where}: no {secret}"
+
+
 # ======================================================================== tests: practices
 
 
-def jobs_of(path: Path) -> dict[str, Mapping[str, Any]]:
-    return dict(load_yaml(path).get("jobs", {}))
-
-
 def all_jobs() -> list[tuple[str, Mapping[str, Any]]]:
-    return [(f"{rel(p)}:{j}", job) for p in workflow_files() for j, job in jobs_of(p).items()]
-
-
-@pytest.mark.parametrize(
-    ("where", "job"), all_jobs(), ids=lambda v: v if isinstance(v, str) else ""
-)
-def test_every_job_has_a_timeout_and_its_own_permissions(
-    where: str, job: Mapping[str, Any]
-) -> None:
-    assert "permissions" in job, f"{where}: no permissions block"
-    if "runs-on" in job:  # a job calling a reusable workflow takes the called jobs' timeouts
-        timeout = job.get("timeout-minutes")
-        assert isinstance(timeout, int), f"{where}: no timeout-minutes"
-        assert 0 < timeout <= 60, f"{where}: timeout-minutes {timeout}"
-
-
-@pytest.mark.parametrize("path", workflow_files(), ids=rel)
-def test_workflows_grant_nothing_by_default(path: Path) -> None:
-    assert load_yaml(path).get("permissions") == {}, f"{rel(path)}: expected `permissions: {{}}`"
-
-
-def test_write_permissions_only_where_images_are_pushed() -> None:
-    for path in workflow_files():
-        for job_id, job in jobs_of(path).items():
-            perms = job.get("permissions") or {}
-            assert isinstance(perms, dict), f"{rel(path)}:{job_id}: permissions {perms!r}"
-            assert "id-token" not in perms, f"{rel(path)}:{job_id}: id-token is not needed"
-            writes = {k for k, v in perms.items() if v == "write"}
-            if not writes:
-                continue
-            assert writes == {"packages"}, f"{rel(path)}:{job_id}: writes {writes}"
-            runs = " ".join(str(s.get("run", "")) for s in job.get("steps", []))
-            assert "ci images build --push" in runs, f"{rel(path)}:{job_id}: pushes nothing"
+    return [
+        (f"{rel(p)}:{j}", job) for p in workflow_files() for j, job in load_yaml(p)["jobs"].items()
+    ]
 
 
 def test_deploys_are_serialised_per_environment_and_never_cancelled() -> None:
@@ -861,74 +887,17 @@ def test_deploys_are_serialised_per_environment_and_never_cancelled() -> None:
         assert isinstance(group, dict), f"{where}: concurrency must be a mapping"
         assert "environment" in str(group.get("group", "")), f"{where}: group per environment"
         assert group.get("cancel-in-progress") is False, f"{where}: cancel-in-progress: false"
-    prod = load_yaml(PROD_WORKFLOW)["concurrency"]
-    assert prod["cancel-in-progress"] is False
+    assert load_yaml(ROOT / PROD_WORKFLOW)["concurrency"]["cancel-in-progress"] is False
 
 
 def test_caller_and_called_concurrency_groups_never_collide() -> None:
     """A caller holding the same group as the job it calls would wait for itself forever."""
     called = {
-        str(j.get("concurrency", {}).get("group"))
-        for _, j in jobs_of(WORKFLOWS / "deploy.yml").items()
+        str(job.get("concurrency", {}).get("group"))
+        for job in load_yaml(ROOT / ".github/workflows/deploy.yml")["jobs"].values()
     }
     for path in (PUSH_WORKFLOW, PROD_WORKFLOW):
-        top = load_yaml(path).get("concurrency", {}).get("group")
-        assert str(top) not in called
-
-
-def uses_lines() -> list[tuple[str, str, str | None]]:
-    found = []
-    for path in all_files():
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            m = USES_LINE.match(line)
-            if m:
-                found.append((f"{rel(path)}:{number}", m.group("ref"), m.group("comment")))
-    return found
-
-
-@pytest.mark.parametrize(("where", "ref", "comment"), uses_lines(), ids=str)
-def test_actions_are_pinned_to_full_commit_shas_with_the_version(
-    where: str, ref: str, comment: str | None
-) -> None:
-    if ref.startswith("./"):
-        assert local_path(ref).exists(), f"{where}: {ref} does not exist"
-        return
-    assert FULL_SHA_PIN.match(ref), f"{where}: {ref} is not pinned to a full commit SHA"
-    assert comment, f"{where}: no `# vX.Y.Z` comment after the SHA"
-    assert VERSION_COMMENT.match(comment.strip()), f"{where}: {comment!r} is not `vX.Y.Z`"
-
-
-def test_one_action_version_is_one_commit_everywhere() -> None:
-    pins: dict[str, set[tuple[str, str]]] = {}
-    for _, ref, comment in uses_lines():
-        if "@" in ref:
-            name, sha = ref.split("@")
-            pins.setdefault(name, set()).add((sha, (comment or "").strip()))
-    for name, seen in pins.items():
-        assert len(seen) == 1, f"{name} is pinned differently: {sorted(seen)}"
-
-
-def checkout_steps() -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for where, job in all_jobs():
-        for step in job.get("steps", []):
-            if str(step.get("uses", "")).startswith("actions/checkout@"):
-                yield where, step
-
-
-def test_checkout_does_not_keep_the_token() -> None:
-    steps = list(checkout_steps())
-    assert steps
-    for where, step in steps:
-        assert (step.get("with") or {}).get("persist-credentials") is False, where
-
-
-def all_steps() -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for where, job in all_jobs():
-        for step in job.get("steps", []):
-            yield where, step
-    for path in action_files():
-        for step in load_yaml(path)["runs"]["steps"]:
-            yield rel(path), step
+        assert str(load_yaml(ROOT / path).get("concurrency", {}).get("group")) not in called
 
 
 SECRET_REF = re.compile(r"secrets\.|github\.token|GITHUB_TOKEN")
@@ -937,12 +906,15 @@ SECRET_STEP_PROGRAMS = {"ci", "gh", "echo", "exit", "[["}
 
 
 def test_secrets_reach_only_the_steps_that_need_them_and_are_never_printed() -> None:
-    for path in all_files():
+    steps: list[tuple[str, Mapping[str, Any]]] = []
+    for path in workflow_files() + action_files():
         doc = load_yaml(path)
         assert not SECRET_REF.search(yaml.safe_dump(doc.get("env", {}))), rel(path)
+        steps += [(rel(path), s) for s in doc.get("runs", {}).get("steps", [])]
         for job_id, job in doc.get("jobs", {}).items():
             assert not SECRET_REF.search(yaml.safe_dump(job.get("env", {}))), f"{job_id}: job env"
-    for where, step in all_steps():
+            steps += [(f"{rel(path)}:{job_id}", s) for s in job.get("steps", [])]
+    for where, step in steps:
         script = str(step.get("run", ""))
         assert not SECRET_REF.search(script), f"{where}: a secret expression in a run script"
         assert not re.search(r"\bset\s+-\w*x|\bprintenv\b|^\s*env\s*$", script, re.M), where
@@ -952,75 +924,3 @@ def test_secrets_reach_only_the_steps_that_need_them_and_are_never_printed() -> 
         if secret_vars:
             programs = {words[0] for words in command_words(script)}
             assert programs <= SECRET_STEP_PROGRAMS, f"{where}: secrets passed to {programs}"
-
-
-def test_kubeconfigs_come_from_the_secrets_ci_yaml_names() -> None:
-    from ci import config
-
-    cfg = config.load(ROOT / "ci.yaml")
-    for env in ("staging", "prod"):
-        name = cfg.environments[env].kubeconfig_env
-        event = PUSH_MAIN if env == "staging" else prod_dispatch(diff_only=False)
-        path = PUSH_WORKFLOW if env == "staging" else PROD_WORKFLOW
-        calls = [c for c in interpret_workflow(path, event).calls if c.command == ("deploy",)]
-        assert calls
-        for call in calls:
-            assert name in call.env_names, f"{call.where}: {name} is not passed to ci deploy"
-
-
-# ======================================================================== tests: Actions output
-
-
-def actions_env(tmp_path: Path) -> dict[str, str]:
-    output, summary = tmp_path / "output", tmp_path / "summary.md"
-    output.touch()
-    summary.touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    env.update(GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output), GITHUB_STEP_SUMMARY=str(summary))
-    return env
-
-
-def run_ci(
-    args: list[str], env: Mapping[str, str], cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ci", *args],
-        capture_output=True,
-        text=True,
-        env=dict(env),
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_a_bad_configuration_is_annotated_at_its_file_and_line(tmp_path: Path) -> None:
-    bad = ROOT / "tests" / "data" / "config" / "bad" / "timeout-bad.yaml"
-    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "10 minutes" in text)
-    result = run_ci(["-c", str(bad), "config", "validate"], actions_env(tmp_path))
-    assert result.returncode == 2, result.stderr
-    assert f"::error file={bad},line={line}::environments.staging.timeout: " in result.stdout
-
-
-def test_the_pipeline_under_actions_writes_its_timing_chart_to_the_job_summary(
-    tmp_path: Path,
-) -> None:
-    env = actions_env(tmp_path)
-    result = run_ci(["-o", str(tmp_path / "out"), "pipeline", "run", "--until", "config"], env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "==> [config] ci config validate" in result.stdout
-    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert summary.startswith("## Pipeline :white_check_mark: passed\n")
-    assert "```mermaid\ngantt\n" in summary
-    assert re.search(r"^  config \(\d+\.\ds\) : \d+, \d+$", summary, re.M), summary
-
-
-def test_a_failing_step_is_marked_in_the_summary_and_fails_the_pipeline(tmp_path: Path) -> None:
-    env = actions_env(tmp_path)
-    bad = ROOT / "tests" / "data" / "config" / "bad" / "timeout-bad.yaml"
-    result = run_ci(["-c", str(bad), "pipeline", "run", "--until", "images"], env)
-    assert result.returncode == 1
-    assert "::error file=" in result.stdout
-    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert re.search(r"^  config \(\d+\.\ds\) : crit, ", summary, re.M), summary
-    assert "images (" not in summary
