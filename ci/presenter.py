@@ -8,15 +8,45 @@ show. Step modules are imported for type checking only, so importing this stays 
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci import gha
-from ci.errors import CiError
+from ci.errors import CiError, DeployError
 
 if TYPE_CHECKING:
+    from ci.bump import Change
+    from ci.chart import Rendered, Report
+    from ci.cluster.base import ClusterInfo
+    from ci.config import Config
     from ci.deploy import DiffResult
-    from ci.smoke import CheckResult
+    from ci.deploy import Result as DeployResult
+    from ci.images.credentials import LoginResult
+    from ci.images.results import ImagesResult
+    from ci.pipeline import Step
+    from ci.smoke import CheckResult, SmokeResult
+    from ci.tools import InstallResult, ToolSpec, ToolStatus
+
+
+def echo(text: str) -> None:
+    """A line a step reports as it goes, or its one-line answer, as it is."""
+    gha.echo(text)
+
+
+def document(text: str) -> None:
+    """A whole document (YAML, JSON) as it is: it ends with its own newline."""
+    sys.stdout.write(gha.redact(text))
+    sys.stdout.flush()
+
+
+def progress(line: str, stream: str = "stdout") -> None:
+    """A running step's progress line: on stderr, so stdout keeps only the result."""
+    gha.echo(line, sys.stderr)
 
 
 # ----------------------------------------------------------------------------- failures
@@ -33,6 +63,139 @@ def failure(error: CiError) -> None:
         gha.error(problem.message, location=problem.location)
     if error.detail:
         gha.detail(error.detail)
+
+
+# ----------------------------------------------------------------------------- config, tools
+
+
+def config_valid(cfg: Config) -> None:
+    gha.echo(f"{cfg.path}: valid ({len(cfg.images)} images, {len(cfg.environments)} environments)")
+
+
+def tool_progress(name: str, text: str) -> None:
+    """Only the start of each build: go's own output would drown the table that follows."""
+    if text.startswith("building "):
+        gha.echo(f"{name}: {text}", sys.stderr)
+
+
+def tools_installed(results: Iterable[InstallResult]) -> None:
+    for r in results:
+        gha.echo(f"{r.action:<8} {r.name:<12} {r.version:<9} {r.seconds:6.1f}s  {r.path}")
+        for note in r.notes:
+            gha.echo(f"{'':<8} {note}")
+
+
+def tools_pinned(specs: Iterable[ToolSpec]) -> None:
+    rows = [[s.name, s.version, f">= {s.minimum}", s.package] for s in specs]
+    gha.echo(gha.text_table(["tool", "pinned", "accepts", "package"], rows).removesuffix("\n"))
+
+
+def doctor(statuses: list[ToolStatus]) -> None:
+    """The table of tools on stdout; what to do about each problem on stderr."""
+    rows = [
+        [
+            s.name,
+            s.version or "-",
+            s.source,
+            str(s.path or "-"),
+            s.status + ("" if s.required else " (optional)"),
+        ]
+        for s in statuses
+    ]
+    headers = ["tool", "version", "source", "path", "status"]
+    gha.echo(gha.text_table(headers, rows).removesuffix("\n"))
+    for s in statuses:
+        if not s.ok:
+            gha.echo(f"{s.name}: {s.hint}", sys.stderr)
+
+
+def cluster_info(info: ClusterInfo) -> None:
+    for name, value in info.fields():
+        gha.echo(f"{name + ':':<15}{value}")
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def image_progress(names: Iterable[str]) -> Callable[[str, str], None]:
+    """A progress sink for parallel builds: one aligned line at a time."""
+    width = max((len(n) for n in names), default=0)
+    lock = threading.Lock()
+
+    def show(name: str, status: str) -> None:
+        with lock:
+            gha.echo(f"{name:<{width}}  {status}")
+
+    return show
+
+
+def images(result: ImagesResult) -> None:
+    """Build logs (collapsed under Actions), the table, the job summary and step outputs."""
+    for image in result.images:
+        if gha.is_actions() and image.log:
+            with gha.group(f"build log: {image.name}"), gha.untrusted_output():
+                for line in image.log:
+                    gha.echo(line)
+    headers = ["image", "status", "digest", "tags", "time"]
+    rows = [
+        [i.name, i.status, i.digest or i.error, ", ".join(i.tags), f"{i.duration:.1f}s"]
+        for i in result.images
+    ]
+    gha.echo()
+    short = [h for h in headers if h != "tags"]
+    gha.echo(gha.text_table(short, [r[:3] + r[4:] for r in rows]).rstrip())
+    gha.echo(f"builder {result.builder}, {result.duration:.1f}s; written {result.path}")
+    gha.add_summary("### Images\n\n" + gha.markdown_table(headers, rows))
+    for image in result.images:
+        if image.digest:
+            gha.set_output(f"{image.name}-digest", image.digest)
+    gha.set_output("images", json.dumps([i.to_json() for i in result.images]))
+
+
+def logged_in(result: LoginResult) -> None:
+    gha.echo(f"logged in to {result.host} as {result.username}")
+
+
+# ----------------------------------------------------------------------------- chart
+
+
+def findings(report: Report, title: str) -> None:
+    """Annotate every finding at its file and line, then print a one-line total."""
+    for f in report.findings:
+        where = f"[{f.env}] " if f.env else ""
+        emit = gha.error if f.severity == "error" else gha.warning
+        emit(f"{where}{f.message}", location=f.location, title=f.rule)
+    checked = ", ".join(f"{env}: {n}" for env, n in report.checked.items())
+    status = "ok" if report.ok else f"{len(report.errors)} error(s)"
+    gha.echo(
+        f"{title}: {status}, {len(report.findings)} finding(s) ({checked}) in {report.seconds:.2f}s"
+    )
+
+
+def chart_check_markdown(report: Report, findings_path: Path) -> str:
+    rows = [[env, str(n)] for env, n in report.checked.items()]
+    return (
+        "## Chart check\n\n"
+        + gha.markdown_table(["environment", "objects"], rows)
+        + f"\n{len(report.errors)} error(s); findings in `{findings_path}`\n"
+    )
+
+
+def chart_checked(report: Report, findings_path: Path) -> None:
+    """``chart check``: the findings and total, and the objects per environment as a summary."""
+    findings(report, "chart check")
+    gha.add_summary(chart_check_markdown(report, findings_path))
+
+
+def rendered(rendered: Rendered, files: list[Path], target: Path) -> None:
+    gha.echo(
+        f"{rendered.env}: {len(rendered.manifests)} objects in {len(files)} file(s) under {target}"
+    )
+
+
+def bumped(changes: Iterable[Change]) -> None:
+    for c in changes:
+        gha.echo(f"{c.file}: {c.key}: {c.old} -> {c.new}")
 
 
 # ----------------------------------------------------------------------------- deploy
@@ -54,6 +217,70 @@ def diff_markdown(diff: DiffResult, env: str) -> str:
     return "\n".join(body) + "\n"
 
 
+def deploy_diff(env: str, diff: DiffResult) -> None:
+    """The diff against the live release: a log group, and the job summary."""
+    with gha.group(f"diff: {env}"), gha.untrusted_output():
+        gha.echo(diff.text().rstrip("\n"))
+    gha.add_summary(diff_markdown(diff, env))
+
+
+def deploy_failure_markdown(env: str, error: CiError) -> str:
+    return (
+        f"### Deploy: {env} FAILED\n\n{error.message}\n\n<details><summary>diagnosis"
+        f"</summary>\n\n```\n{error.detail}\n```\n</details>\n"
+    )
+
+
+@contextmanager
+def deploying(env: str) -> Iterator[None]:
+    """Around a deploy: helm's and the cluster's text is not taken for workflow commands,
+    and a failed deploy's message and diagnosis also go to the job summary."""
+    try:
+        with gha.untrusted_output():
+            yield
+    except DeployError as exc:
+        gha.add_summary(deploy_failure_markdown(env, exc))
+        raise
+
+
+def _deployed_images(result: DeployResult) -> list[list[str]]:
+    return [[i.name, i.ref] for i in result.plan.images]
+
+
+def deploy_markdown(env: str, result: DeployResult) -> str:
+    plan = result.plan
+    release = [
+        plan.env.release,
+        plan.env.namespace,
+        str(result.revision),
+        str(result.previous_revision or "-"),
+        plan.chart_version,
+        plan.git_sha[:12],
+        plan.triggered_by,
+    ]
+    headers = ["release", "namespace", "revision", "previous", "chart", "git SHA", "by"]
+    return (
+        f"### Deploy: {env}\n\n"
+        + gha.markdown_table(headers, [release])
+        + "\n"
+        + gha.markdown_table(["image", "deployed"], _deployed_images(result))
+    )
+
+
+def deployed(env: str, result: DeployResult) -> None:
+    """The deployed digests and revision; the job summary; outputs for the next job."""
+    plan = result.plan
+    gha.echo(gha.text_table(["image", "deployed"], _deployed_images(result)).rstrip())
+    gha.echo(
+        f"{plan.env.release} revision {result.revision} in {plan.env.namespace} "
+        f"(previous {result.previous_revision or '-'}), chart {plan.chart_version}, "
+        f"{result.duration:.1f}s; written {result.record_path}"
+    )
+    gha.add_summary(deploy_markdown(env, result))
+    gha.set_output("revision", str(result.revision))
+    gha.set_output("release-manifest", str(result.record_path))
+
+
 # ----------------------------------------------------------------------------- smoke
 
 SMOKE_HEADERS = ["check", "type", "result", "attempts", "time"]
@@ -61,3 +288,34 @@ SMOKE_HEADERS = ["check", "type", "result", "attempts", "time"]
 
 def smoke_row(c: CheckResult) -> list[str]:
     return [c.name, c.type, c.status, str(c.attempts), f"{c.seconds:.1f}s"]
+
+
+def smoke_markdown(result: SmokeResult) -> str:
+    verdict = "passed" if result.passed else "FAILED"
+    note = f"\n{result.rollback}\n" if result.rollback else ""
+    rows = [smoke_row(c) for c in result.checks]
+    return (
+        f"### Smoke: {result.env} ({verdict})\n\n" + gha.markdown_table(SMOKE_HEADERS, rows) + note
+    )
+
+
+def smoke(result: SmokeResult) -> None:
+    """The checks' table and verdict; the job summary; the ``smoke`` output."""
+    rows = [smoke_row(c) for c in result.checks]
+    gha.echo(gha.text_table(SMOKE_HEADERS, rows).rstrip())
+    verdict = "passed" if result.passed else "FAILED"
+    gha.echo(f"smoke {result.env}: {verdict} in {result.duration:.1f}s; written {result.path}")
+    gha.add_summary(smoke_markdown(result))
+    gha.set_output("smoke", "passed" if result.passed else "failed")
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def step_started(step: Step) -> None:
+    gha.echo(f"==> [{step.name}] {step.command()}")
+
+
+def step_line(line: str, stream: str) -> None:
+    """A line of a step's output, passed on as it came."""
+    gha.echo(line)
