@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import proc
 from ci.errors import ToolError
 
 Argv = tuple[str, ...]
@@ -43,20 +42,6 @@ def parse_version(text: str) -> tuple[int, int, int]:
         raise ToolError(f"cannot read a Helm version from {text.strip()!r}")
     major, minor, patch = (int(g) for g in match.groups())
     return major, minor, patch
-
-
-def version_argv(path: str) -> Argv:
-    """``helm version`` printing only the version, the same way in both majors."""
-    return (path, "version", "--template", "{{.Version}}")
-
-
-def probe(path: str | Path) -> Helm:
-    """Run ``helm version`` and check the major is one we support."""
-    result = proc.run(version_argv(str(path)), timeout=30, what="helm version")
-    helm = Helm(str(path), result.stdout.strip())
-    if helm.major not in SUPPORTED_MAJORS:
-        raise ToolError(f"{path}: Helm {helm.version} is not supported (expected major 3 or 4)")
-    return helm
 
 
 def find(major: int | None = None) -> Helm:

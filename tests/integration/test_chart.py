@@ -103,12 +103,6 @@ def only(findings: list[Finding], rule: str) -> list[Finding]:
 # ----------------------------------------------------------------------------- the real chart
 
 
-def test_probe_reads_the_version_of_each_major(helm_bin: helm.Helm) -> None:
-    probed = helm.probe(helm_bin.path)
-    assert probed.major == helm_bin.major
-    assert helm.parse_version(probed.version) == helm.parse_version(helm_bin.version)
-
-
 def test_check_passes_for_every_environment(
     helm_bin: helm.Helm, cfg: Config, tmp_path: Path
 ) -> None:

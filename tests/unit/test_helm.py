@@ -133,7 +133,3 @@ def test_get_manifest_argv() -> None:
         "--kubeconfig",
         "/k",
     )
-
-
-def test_version_argv_same_for_both() -> None:
-    assert helm.version_argv("h") == ("h", "version", "--template", "{{.Version}}")
