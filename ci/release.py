@@ -26,7 +26,6 @@ from ci.errors import ConfigError, Location
 from ci.manifests import chart_metadata
 
 RELEASE_FILE = "release.json"
-IMAGES_FILE = "images.json"
 SMOKE_PENDING = "pending"
 SMOKE_PASSED = "passed"
 SMOKE_FAILED = "failed"
