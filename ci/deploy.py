@@ -495,7 +495,6 @@ class Result:
     previous_revision: int | None = None
     record_path: Path | None = None
     server_version: str = ""
-    helm_version: str = ""
     duration: float = 0.0
 
 
@@ -517,7 +516,7 @@ def run(cfg: Config, opts: Options, out_dir: Path, report: Reporter | None = Non
     with kube.access(plan.env) as acc:
         client = kube.connect(acc)
         helm = helmlib.find(opts.helm_major)
-        result = Result(plan, helm_version=helm.version)
+        result = Result(plan)
         result.server_version = client.server_version()
         report.line(f"cluster {result.server_version} via {acc.source}; helm {helm.version}")
         cluster = Cluster(helm, plan.env, acc.kubeconfig)
