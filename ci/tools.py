@@ -203,27 +203,13 @@ TOOLS: dict[str, ToolSpec] = {
             ldflags=_BUILDKIT_LD,
             from_source=True,
         ),
-        ToolSpec(
-            name="buildctl",
-            module="github.com/moby/buildkit",
-            package="github.com/moby/buildkit/cmd/buildctl",
-            version=_BUILDKIT_VERSION,
-            minimum="0.13",
-            version_args=("--version",),
-            version_regex=r"buildkit\s+" + _SEMVER,
-            binary="buildctl",
-            path_names=("buildctl",),
-            built_name="buildctl",
-            ldflags=_BUILDKIT_LD,
-            from_source=True,
-        ),
     )
 }
 
 #: Names ``install`` accepts besides the tool names.
 ALIASES: dict[str, tuple[str, ...]] = {
     "helm": ("helm3", "helm4"),
-    "buildkit": ("buildkitd", "buildctl"),
+    "buildkit": ("buildkitd",),
     "docker-buildx": ("buildx",),
 }
 

@@ -87,7 +87,6 @@ def test_parse_version_rejects_text_without_a_version() -> None:
         ("buildx", "github.com/docker/buildx v0.38.2 8b2c1a0", "0.38.2"),
         ("buildx", "github.com/docker/buildx 0.17.1+azure-1 7d8d2c8", "0.17.1"),
         ("buildkitd", "buildkitd github.com/moby/buildkit v0.34.2 abcdef", "0.34.2"),
-        ("buildctl", "buildctl github.com/moby/buildkit v0.34.2", "0.34.2"),
     ],
 )
 def test_each_tool_reads_its_own_version_output(tool: str, output: str, expected: str) -> None:
@@ -309,7 +308,7 @@ def test_install_refuses_unknown_names(env: dict[str, Path]) -> None:
 
 def test_aliases_expand_in_order_without_duplicates() -> None:
     names = [s.name for s in tools.expand_names(["buildkit", "helm", "helm3", "actionlint"])]
-    assert names == ["buildkitd", "buildctl", "helm3", "helm4", "actionlint"]
+    assert names == ["buildkitd", "helm3", "helm4", "actionlint"]
     assert [s.name for s in tools.expand_names(None)] == list(tools.TOOLS)
 
 
