@@ -76,7 +76,6 @@ class Plan:
     set_values: dict[str, str]
     extra_set: tuple[str, ...]
     triggered_by: str
-    values_sha256: str
     source: str
 
     @property
@@ -138,9 +137,7 @@ def make_plan(cfg: Config, opts: Options, environ: Mapping[str, str] | None = No
     ]
     who = release.triggered_by(environ)
     set_values = {**image_set_values(images), **deploy_info_values(git_sha, who)}
-    merged = release.merged_values(
-        [cfg.chart.path / "values.yaml", *values], {**set_values, **_pairs(opts.extra_set)}
-    )
+    _check_set_pairs(opts.extra_set)
     return Plan(
         env=env,
         chart_dir=cfg.chart.path,
@@ -152,19 +149,16 @@ def make_plan(cfg: Config, opts: Options, environ: Mapping[str, str] | None = No
         set_values=set_values,
         extra_set=opts.extra_set,
         triggered_by=who,
-        values_sha256=release.values_hash(merged),
         source=source,
     )
 
 
-def _pairs(items: Iterable[str]) -> dict[str, str]:
-    out = {}
+def _check_set_pairs(items: Iterable[str]) -> None:
+    """Each extra ``--set`` must be ``KEY=VALUE``: bad input stops before the cluster is touched."""
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, _value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def set_args(plan: Plan) -> list[str]:
@@ -657,7 +651,6 @@ def _record(plan: Plan, result: Result) -> ReleaseRecord:
         images=plan.images,
         chart_name=plan.chart_name,
         chart_version=plan.chart_version,
-        values_sha256=plan.values_sha256,
         triggered_by=plan.triggered_by,
         time=release.now(),
         run_id=release.run_id(),

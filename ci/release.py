@@ -2,7 +2,7 @@
 
 Why a file: the staging deploy and its smoke checks run in one job, the production deploy in a
 later one (after approval). ``release.json`` carries exactly what staging tested -- image
-digests, chart version, values hash, git SHA, smoke result -- so the production deploy can take
+digests, chart version, git SHA, smoke result -- so the production deploy can take
 those digests and nothing else, and refuse anything that was not tested.
 
 Also here: reading ``images.json`` (the digests ``ci images build --push`` recorded) and who or
@@ -11,7 +11,6 @@ what triggered a run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ci.errors import ConfigError, Location
 from ci.manifests import chart_metadata
@@ -58,7 +55,6 @@ class ReleaseRecord:
     images: list[ImageRef]
     chart_name: str
     chart_version: str
-    values_sha256: str
     triggered_by: str
     time: str
     run_id: str
@@ -93,7 +89,6 @@ class ReleaseRecord:
                 images=images,
                 chart_name=str(data["chart_name"]),
                 chart_version=str(data["chart_version"]),
-                values_sha256=str(data.get("values_sha256", "")),
                 triggered_by=str(data.get("triggered_by", "")),
                 time=str(data.get("time", "")),
                 run_id=str(data.get("run_id", "")),
@@ -213,36 +208,6 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
         else:
             out[key] = value
     return out
-
-
-def set_path(values: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """``a.b.c=value`` into nested mappings (the subset of ``--set`` syntax the deploy uses)."""
-    node: dict[str, Any] = {}
-    root = node
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-    return deep_merge(values, root)
-
-
-def merged_values(files: list[Path], set_values: Mapping[str, str]) -> dict[str, Any]:
-    """The values a deploy gives Helm: each file in order, then the ``--set`` pairs."""
-    merged: dict[str, Any] = {}
-    for path in files:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if isinstance(data, dict):
-            merged = deep_merge(merged, data)
-    for key, value in set_values.items():
-        merged = set_path(merged, key, value)
-    return merged
-
-
-def values_hash(values: Mapping[str, Any]) -> str:
-    """sha256 of the values in canonical JSON: equal values, equal hash, whatever the layout."""
-    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # ----------------------------------------------------------------------------- who and when

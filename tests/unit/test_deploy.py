@@ -60,14 +60,14 @@ def test_plan_sets_digests_and_deploy_info(cfg: config.Config, images_file: Path
     assert plan.values == cfg.environments["staging"].values
     assert "by alice (push)" in plan.description
     assert "backend@111111111111" in plan.description
-    assert len(plan.values_sha256) == 64
 
 
-def test_plan_hash_changes_with_digest(cfg: config.Config, images_file: Path) -> None:
-    first = plan_for(cfg, images_file).values_sha256
-    text = images_file.read_text().replace("1" * 64, "2" * 64)
-    images_file.write_text(text)
-    assert plan_for(cfg, images_file).values_sha256 != first
+@pytest.mark.parametrize("pair", ["novalue", "=value"])
+def test_plan_refuses_an_extra_set_that_is_not_key_value(
+    cfg: config.Config, images_file: Path, pair: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"expected KEY=VALUE"):
+        plan_for(cfg, images_file, extra_set=("a.b=1", pair))
 
 
 def test_unknown_environment_is_one_line(cfg: config.Config, images_file: Path) -> None:
@@ -120,7 +120,6 @@ def manifest(tmp_path: Path, cfg: config.Config, **over: Any) -> Path:
         ],
         chart_name="schedule-app",
         chart_version=version,
-        values_sha256="",
         triggered_by="ci",
         time="",
         run_id="1.1",

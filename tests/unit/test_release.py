@@ -1,4 +1,4 @@
-"""release.json and images.json: reading, writing, the promotion checks, values hashing."""
+"""release.json and images.json: reading, writing, the promotion checks."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ def record(**over: object) -> ReleaseRecord:
         "images": [ImageRef("backend", "reg/backend", DIGEST_A, "backend")],
         "chart_name": "schedule-app",
         "chart_version": "0.1.0",
-        "values_sha256": "f" * 64,
         "triggered_by": "alice (push)",
         "time": "2030-01-01T00:00:00Z",
         "run_id": "local",
@@ -135,22 +134,6 @@ def test_load_images_missing_file_names_the_command(tmp_path: Path) -> None:
 def test_missing_images() -> None:
     refs = [ImageRef("backend", "r", DIGEST_A, "backend")]
     assert release.missing_images(refs, ["backend", "frontend"]) == ["frontend"]
-
-
-def test_merged_values_and_hash(tmp_path: Path) -> None:
-    a = tmp_path / "a.yaml"
-    b = tmp_path / "b.yaml"
-    a.write_text("backend:\n  image: {repository: x, tag: '1'}\n  port: 8080\nlist: [1, 2]\n")
-    b.write_text("backend:\n  image: {tag: '2'}\nlist: [3]\n")
-    merged = release.merged_values([a, b], {"backend.image.digest": DIGEST_A})
-    assert merged == {
-        "backend": {"image": {"repository": "x", "tag": "2", "digest": DIGEST_A}, "port": 8080},
-        "list": [3],
-    }
-    same = {"list": [3], "backend": {"port": 8080, "image": merged["backend"]["image"]}}
-    assert release.values_hash(merged) == release.values_hash(same)
-    other = release.merged_values([a, b], {"backend.image.digest": DIGEST_B})
-    assert release.values_hash(other) != release.values_hash(merged)
 
 
 @pytest.mark.parametrize(

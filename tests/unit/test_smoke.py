@@ -213,7 +213,6 @@ def rec(**over: Any) -> release.ReleaseRecord:
         "images": [],
         "chart_name": "c",
         "chart_version": "1",
-        "values_sha256": "",
         "triggered_by": "",
         "time": "",
         "run_id": "local",
