@@ -332,7 +332,7 @@ def pipeline_show(env: str) -> None:
 @click.pass_context
 def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
     """Run every step in order as the push workflow does; stop at the first failure."""
-    from ci import gha, pipeline, presenter
+    from ci import pipeline, presenter
 
     ctx: Context = cctx.obj
     steps = list(pipeline.push_pipeline(env))
@@ -349,10 +349,7 @@ def pipeline_run(cctx: click.Context, env: str, until: str | None) -> None:
         on_line=presenter.step_line,
     )
     pipeline.write_result(result, ctx.out_dir)
-    summary = pipeline.collect_summary(ctx.out_dir)
-    gha.echo()
-    gha.echo(pipeline.summary_text(summary, result).rstrip("\n"))
-    gha.add_summary(pipeline.summary_markdown(summary, result))
+    presenter.pipeline(pipeline.collect_summary(ctx.out_dir), result)
     result.raise_if_failed()
 
 
@@ -371,18 +368,18 @@ def pipeline_step(cctx: click.Context, name: str, env: str, push: bool) -> None:
 
     Workflow steps call this, so the command a step runs is written only in ci/pipeline.py.
     """
-    from ci import gha, pipeline
+    from ci import pipeline, presenter
 
     ctx: Context = cctx.obj
     steps = {s.name: s for s in pipeline.push_pipeline(env, push=push)}
     if name not in steps:
         raise click.BadParameter(f"expected one of: {', '.join(steps)}", param_hint="NAME")
     step = steps[name]
-    gha.echo(f"==> [{step.name}] {step.command()}")
+    presenter.step_started(step)
     result = pipeline.run(
         (step,),
         global_args=("--config", str(ctx.config_path), "--out-dir", str(ctx.out_dir)),
-        on_line=lambda line, stream: gha.echo(line, sys.stderr if stream == "stderr" else None),
+        on_line=presenter.step_output,
     )
     result.steps[0].raise_if_failed()
 

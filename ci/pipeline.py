@@ -131,43 +131,6 @@ def run(
     return result
 
 
-def text_chart(result: PipelineResult, width: int = 40) -> str:
-    """A bar per step, proportional to its time, for terminals."""
-    if not result.steps:
-        return ""
-    longest = max(s.duration for s in result.steps) or 1.0
-    name_w = max(len(s.step.name) for s in result.steps)
-    lines = []
-    for s in result.steps:
-        bar = "#" * max(1, round(width * s.duration / longest))
-        mark = "ok" if s.ok else f"FAILED ({s.returncode})"
-        lines.append(f"{s.step.name:<{name_w}}  {bar:<{width}}  {s.duration:7.1f}s  {mark}")
-    lines += [f"{s.name:<{name_w}}  {'':<{width}}  {'':>8}  skipped" for s in result.skipped]
-    total = sum(s.duration for s in result.steps)
-    lines.append(f"{'total':<{name_w}}  {'':<{width}}  {total:7.1f}s")
-    return "\n".join(lines) + "\n"
-
-
-def mermaid_gantt(result: PipelineResult) -> str:
-    """A Mermaid gantt chart of the steps for the Actions job summary."""
-    lines = [
-        "```mermaid",
-        "gantt",
-        "  title Pipeline steps",
-        "  dateFormat x",
-        "  axisFormat %M:%S",
-    ]
-    if result.steps:
-        origin = result.steps[0].started.timestamp()
-        for s in result.steps:
-            start_ms = int((s.started.timestamp() - origin) * 1000)
-            end_ms = start_ms + max(1, int(s.duration * 1000))
-            tag = "" if s.ok else "crit, "
-            lines.append(f"  {s.step.name} ({s.duration:.1f}s) : {tag}{start_ms}, {end_ms}")
-    lines.append("```")
-    return "\n".join(lines) + "\n"
-
-
 # ----------------------------------------------------------------------------- summary
 
 
@@ -178,11 +141,6 @@ class Summary:
     images: list[list[str]] = field(default_factory=list)
     deploy: list[list[str]] = field(default_factory=list)
     smoke: list[list[str]] = field(default_factory=list)
-
-
-IMAGE_HEADERS = ["image", "status", "digest", "time"]
-DEPLOY_HEADERS = ["env", "release", "revision", "previous", "git", "smoke"]
-SMOKE_HEADERS = ["check", "result", "attempts", "time"]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -228,37 +186,6 @@ def collect_summary(out_dir: Path) -> Summary:
             ]
         )
     return summary
-
-
-def _sections(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
-    return [
-        ("Images", IMAGE_HEADERS, summary.images),
-        ("Deploy", DEPLOY_HEADERS, summary.deploy),
-        ("Smoke checks", SMOKE_HEADERS, summary.smoke),
-    ]
-
-
-def summary_text(summary: Summary, result: PipelineResult) -> str:
-    """The end-of-run summary for a terminal: tables, then the timing bars."""
-    from ci import gha
-
-    parts = [f"{title}\n{gha.text_table(h, rows)}" for title, h, rows in _sections(summary) if rows]
-    parts.append("Steps\n" + text_chart(result))
-    verdict = "pipeline passed" if result.ok else "pipeline FAILED"
-    return "\n".join(parts) + f"\n{verdict}\n"
-
-
-def summary_markdown(summary: Summary, result: PipelineResult) -> str:
-    """The same summary for the Actions job summary, with a Mermaid gantt of the steps."""
-    from ci import gha
-
-    verdict = ":white_check_mark: passed" if result.ok else ":x: failed"
-    parts = [f"## Pipeline {verdict}\n"]
-    parts += [
-        f"### {t}\n\n{gha.markdown_table(h, rows)}" for t, h, rows in _sections(summary) if rows
-    ]
-    parts.append("### Steps\n\n" + mermaid_gantt(result))
-    return "\n".join(parts)
 
 
 def write_result(result: PipelineResult, out_dir: Path) -> Path:

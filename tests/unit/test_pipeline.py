@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ci import pipeline
+from ci import pipeline, presenter
 from ci.cli import main
 from ci.pipeline import PipelineResult, Step, StepResult
 
@@ -109,7 +109,7 @@ def test_pipeline_step_passes_the_global_options_and_the_exit_code_through(
 
 
 def test_text_chart_scales_bars_and_marks_failures() -> None:
-    lines = pipeline.text_chart(_result(), width=8).splitlines()
+    lines = presenter.text_chart(_result(), width=8).splitlines()
     assert lines[0].startswith("config  ##       ")
     assert "########" in lines[1]
     assert lines[2].endswith("FAILED (1)")
@@ -118,7 +118,7 @@ def test_text_chart_scales_bars_and_marks_failures() -> None:
 
 
 def test_mermaid_gantt_offsets_from_the_first_step() -> None:
-    text = pipeline.mermaid_gantt(_result())
+    text = presenter.mermaid_gantt(_result())
     assert text.startswith("```mermaid\ngantt\n")
     assert "  images (4.0s) : 1000, 5000" in text
     assert "  chart (2.0s) : crit, 5000, 7000" in text
@@ -164,10 +164,10 @@ def test_summary_reads_the_artifacts_of_the_steps(tmp_path: Path) -> None:
     assert summary.images == [["backend", "cached", "sha256:ab", "0.4s"]]
     assert summary.deploy == [["local", "app", "3", "2", "0123456789ab", "passed"]]
     assert summary.smoke == [["frontend", "passed", "2", "1.2s"]]
-    text = pipeline.summary_text(summary, _result())
+    text = presenter.summary_text(summary, _result())
     assert text.index("Images") < text.index("Deploy") < text.index("Smoke checks")
     assert text.rstrip().endswith("pipeline FAILED")
-    md = pipeline.summary_markdown(summary, _result())
+    md = presenter.summary_markdown(summary, _result())
     assert "| backend | cached | sha256:ab | 0.4s |" in md
     assert "```mermaid" in md
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -14,6 +17,7 @@ from ci.errors import DeployError
 from ci.images.gitinfo import GitInfo
 from ci.images.results import ImageResult, ImagesResult
 from ci.manifests import WARNING, Finding
+from ci.pipeline import PipelineResult, Step, StepResult, Summary
 from ci.release import ImageRef
 from ci.smoke import CheckResult, SmokeResult
 from ci.tools import ToolStatus
@@ -132,22 +136,17 @@ def test_image_progress_aligns_names(plain: None, capsys: pytest.CaptureFixture[
 
 
 def _deploy_result() -> deploy.Result:
-    env = Environment("staging", "app", "schedule", (), 600, False, True)
-    plan = deploy.Plan(
-        env=env,
-        chart_dir=Path("charts/app"),
-        chart_name="app",
+    """A deploy's result; the plan holds only what the presenter reads."""
+    plan = SimpleNamespace(
+        env=Environment("staging", "app", "schedule", (), 600, False, True),
         chart_version="1.2.0",
         images=[ImageRef("api", "reg/api", "sha256:bb", "api")],
         git_sha="0123456789abcdef",
-        values=(),
-        set_values={},
-        extra_set=(),
         triggered_by="push",
-        values_sha256="",
-        source="",
     )
-    return deploy.Result(plan, revision=5, previous_revision=4, record_path=Path("release.json"))
+    return deploy.Result(
+        cast(deploy.Plan, plan), revision=5, previous_revision=4, record_path=Path("release.json")
+    )
 
 
 def test_deployed_prints_the_revision_and_sets_outputs(
@@ -191,3 +190,31 @@ def test_smoke_verdict_summary_and_output(
     assert "| api | http | failed | 3 | 9.0s |" in summary
     assert summary.endswith("\nrolled back\n")
     assert "smoke<<" in actions["output"].read_text()
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def test_step_output_keeps_stderr_apart_and_the_run_log_does_not(
+    plain: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    presenter.step_output("built", "stdout")
+    presenter.step_output("error: x", "stderr")
+    assert capsys.readouterr() == ("built\n", "error: x\n")
+    presenter.step_line("error: x", "stderr")
+    assert capsys.readouterr() == ("error: x\n", "")
+
+
+def test_pipeline_prints_the_text_summary_and_writes_the_markdown_one(
+    actions: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    config = Step("config", ("config", "validate"))
+    result = PipelineResult([StepResult(config, started, 1.5, 0)])
+    presenter.pipeline(Summary(images=[["api", "built", "sha256:aa", "2.0s"]]), result)
+    out = capsys.readouterr().out
+    assert out.startswith("\nImages\n")
+    assert out.endswith("\npipeline passed\n")
+    summary = actions["summary"].read_text()
+    assert summary.startswith("## Pipeline :white_check_mark: passed\n")
+    assert "  config (1.5s) : 0, 1500" in summary
