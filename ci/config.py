@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ci.errors import ConfigError, ConfigInvalid, Location
+from ci.errors import ConfigError, ConfigInvalid, Location, format_path
 from ci.manifests import chart_metadata
 
 KeyPath = tuple[str | int, ...]
@@ -384,14 +384,6 @@ def locate(where: KeyPath, positions: Positions) -> Location:
         if where[:n] in positions:
             return positions[where[:n]]
     return positions[()]
-
-
-def format_path(where: KeyPath) -> str:
-    """``('images', 0, 'name')`` -> ``images[0].name``."""
-    out = ""
-    for part in where:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _type_name(value: Any) -> str:

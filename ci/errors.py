@@ -42,6 +42,14 @@ class Location:
         return f"{self.file}:{self.line}"
 
 
+def format_path(where: tuple[str | int, ...]) -> str:
+    """A key path as messages show it: ``('images', 0, 'name')`` -> ``images[0].name``."""
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 class CiError(Exception):
     """A failure with a message meant for people and an exit code meant for machines."""
 

@@ -29,7 +29,7 @@ import yaml
 from packaging.version import InvalidVersion, Version
 from referencing import Registry, Resource
 
-from ci.errors import ConfigError, Location
+from ci.errors import ConfigError, Location, format_path
 from ci.manifests import ERROR, Issue, Manifest
 
 #: Rule ids.
@@ -259,10 +259,7 @@ def validate_one(manifest: Manifest, schemas: SchemaSet) -> Iterator[Issue]:
 
 
 def _json_path(path: Iterable[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(object)"
+    return format_path(tuple(path)) or "(object)"
 
 
 def _message(error: jsonschema.ValidationError) -> str:
