@@ -10,7 +10,6 @@ environment (its values files, release name and namespace), and every problem en
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -21,8 +20,8 @@ from typing import Any
 
 import yaml
 
+from ci import artifacts, policy, proc, validate
 from ci import helm as helmcmd
-from ci import policy, proc, validate
 from ci.config import Config, Environment, read_yaml_with_lines
 from ci.errors import ChartError, ConfigError, Location
 from ci.manifests import ERROR, WARNING, Finding, Issue, Manifest, parse_manifests
@@ -390,10 +389,9 @@ def _outcome(future: Any) -> Rendered | ChartError:
 
 def write_findings(report: Report, path: Path) -> None:
     """``findings.json``: every finding with file, line, rule id, message and environment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "ok": report.ok,
         "errors": len(report.errors),
         "findings": [asdict(f) for f in report.findings],
     }
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    artifacts.write_json(path, data)

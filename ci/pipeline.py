@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ci import proc
+from ci import artifacts, proc
 from ci.errors import PipelineError, StepFailed
 
 
@@ -205,6 +205,4 @@ def write_result(result: PipelineResult, out_dir: Path) -> Path:
         ],
         "skipped": [s.name for s in result.skipped],
     }
-    path = out_dir / "pipeline.json"
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return artifacts.write_json(out_dir / "pipeline.json", data)

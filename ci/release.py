@@ -11,7 +11,6 @@ what triggered a run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ci.artifacts import read_json, write_json
 from ci.errors import ConfigError, Location
 from ci.manifests import chart_metadata
 
@@ -105,25 +105,6 @@ class ReleaseRecord:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write atomically: a reader (or a crash) never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def read_json(path: Path, *, hint: str) -> Any:
-    """Read a JSON artifact; a missing or broken file is a one-line error naming ``hint``."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found ({hint})") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read JSON: {exc}") from None
 
 
 def write_release(record: ReleaseRecord, out_dir: Path) -> Path:

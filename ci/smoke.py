@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci import proc, release
+from ci import artifacts, proc, release
 from ci.config import Config, Environment, SmokeCheck
 from ci.errors import CiError, ConfigError, SmokeError, first_line
 from ci.release import ReleaseRecord
@@ -447,7 +447,7 @@ def run(
     record = _own_record(out_dir, env.name)
     if not result.passed and rollback:
         result.rollback = _maybe_rollback(cfg, env, record, helm_major, on_line)
-    result.path = release.write_json(out_dir / SMOKE_FILE, result.to_json())
+    result.path = artifacts.write_json(out_dir / SMOKE_FILE, result.to_json())
     if record is not None:
         record.smoke = {
             "result": release.SMOKE_PASSED if result.passed else release.SMOKE_FAILED,

@@ -6,11 +6,11 @@ from ``images.json``, so it is written atomically, with one build log per image 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci import artifacts
 from ci.errors import CiError
 from ci.images.gitinfo import GitInfo
 from ci.images.plan import Job
@@ -87,10 +87,7 @@ def write_result(result: ImagesResult, out_dir: Path) -> Path:
     logs.mkdir(parents=True, exist_ok=True)
     for image in result.images:
         (logs / f"{image.name}.log").write_text("\n".join(image.log) + "\n", encoding="utf-8")
-    path = out_dir / "images.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    path = artifacts.write_json(out_dir / "images.json", result.to_json())
     result.path = path
     return path
 
