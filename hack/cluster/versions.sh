@@ -7,3 +7,11 @@ COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.30}
 METRICS_SERVER_VERSION=${METRICS_SERVER_VERSION:-v0.8.0}
 NETPOL_VERSION=${NETPOL_VERSION:-v0.8.0}
+# platform add-ons (addons.sh, built by build-addons.sh)
+TRAEFIK_VERSION=${TRAEFIK_VERSION:-v3.6.12}     # v3.7 needs modules the proxy refuses (README)
+GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.4.1}  # the release Traefik v3.6 is built against
+PROM_OPERATOR_VERSION=${PROM_OPERATOR_VERSION:-v0.85.0}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}     # the module version of Prometheus 3.x
+OTELCOL_VERSION=${OTELCOL_VERSION:-v0.160.0}           # the newest release k8sattributesprocessor is served at
+JAEGER_VERSION=${JAEGER_VERSION:-v1.76.0}              # the module version; cmd/jaeger is Jaeger v2
+VICTORIALOGS_VERSION=${VICTORIALOGS_VERSION:-v1.52.1}
