@@ -13,7 +13,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -195,29 +195,52 @@ def read_layers(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[Any, Position
     base, base_positions = read_layers(parent_path, (*_seen, path.resolve()))
     if not isinstance(base, dict):
         raise ConfigError(f"extends: '{parent}' is not a mapping", location=where)
-    merged = _merge(base, data, (), base_positions, positions)
+    merged = _merge_layers(base, data, base_positions, positions)
     return merged, {**base_positions, **positions}
 
 
-def _merge(
-    base: dict[str, Any], over: dict[str, Any], here: KeyPath, base_pos: Positions, pos: Positions
+def _merge_layers(
+    base: dict[str, Any], over: dict[str, Any], base_pos: Positions, pos: Positions
 ) -> dict[str, Any]:
     """Overlay ``over`` on ``base``; forget the base's positions of every replaced value.
 
     ``pos`` (the overlay's positions) loses the entries of keys set to null, which are removed.
     """
-    out = dict(base)
-    for key, value in over.items():
-        sub = (*here, key)
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            out[key] = _merge(base[key], value, sub, base_pos, pos)
-            continue
+
+    def forget(sub: KeyPath, value: Any) -> None:
         for stale in [k for k in base_pos if k[: len(sub)] == sub]:
             del base_pos[stale]
-        if value is None:  # `key: null` removes the inherited key, as in Helm values
-            out.pop(key, None)
+        if value is None:
             for gone in [k for k in pos if k[: len(sub)] == sub]:
                 del pos[gone]
+
+    return deep_merge(base, over, on_replace=forget)
+
+
+def deep_merge(
+    base: Mapping[str, Any],
+    over: Mapping[str, Any],
+    *,
+    on_replace: Callable[[KeyPath, Any], None] | None = None,
+    _here: KeyPath = (),
+) -> dict[str, Any]:
+    """Overlay ``over`` on ``base`` the way Helm merges values files; neither is changed.
+
+    Mappings merge key by key; any other value, lists included, replaces the one below it;
+    ``key: null`` removes the key (Helm's rule for values, and the rule for ``extends:``).
+    ``on_replace`` hears the key path and new value of every key replaced or removed.
+    """
+    out = dict(base)
+    for key, value in over.items():
+        sub = (*_here, key)
+        below = base.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = deep_merge(below, value, on_replace=on_replace, _here=sub)
+            continue
+        if on_replace is not None:
+            on_replace(sub, value)
+        if value is None:
+            out.pop(key, None)
         else:
             out[key] = value
     return out

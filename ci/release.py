@@ -177,20 +177,6 @@ def missing_images(images: list[ImageRef], wanted: list[str]) -> list[str]:
     return [name for name in wanted if name not in have]
 
 
-# ----------------------------------------------------------------------------- values
-
-
-def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge like Helm does: mappings merge key by key, anything else replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 # ----------------------------------------------------------------------------- who and when
 
 

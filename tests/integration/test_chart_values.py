@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ci import release
+from ci.config import deep_merge
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "schedule-app"
 #: Maps whose keys are free-form (labels, env, ...): documented and typed as a whole.
@@ -76,8 +76,8 @@ def test_schema_types_every_value() -> None:
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge of a values file over the defaults, as the deploy step computes it."""
-    return release.deep_merge(base, over)
+    """Helm's merge of a values file over the defaults."""
+    return deep_merge(base, over)
 
 
 @pytest.mark.parametrize("name", ["values.yaml", "values-staging.yaml", "values-prod.yaml"])

@@ -231,6 +231,22 @@ def test_errors_point_at_the_file_that_set_the_key(overlay_dir: Path) -> None:
     ]
 
 
+def test_deep_merge_merges_mappings_replaces_the_rest_and_null_removes() -> None:
+    base = {"a": {"x": 1, "y": [1, 2], "z": {"deep": True}}, "b": 1, "c": {"k": "v"}}
+    over = {"a": {"y": [3], "z": None, "n": None}, "b": {"now": "a map"}, "c": "scalar"}
+    replaced: list[tuple[tuple[str | int, ...], object]] = []
+    merged = config.deep_merge(base, over, on_replace=lambda p, v: replaced.append((p, v)))
+    assert merged == {"a": {"x": 1, "y": [3]}, "b": {"now": "a map"}, "c": "scalar"}
+    assert replaced == [
+        (("a", "y"), [3]),
+        (("a", "z"), None),
+        (("a", "n"), None),
+        (("b",), {"now": "a map"}),
+        (("c",), "scalar"),
+    ]
+    assert base["a"] == {"x": 1, "y": [1, 2], "z": {"deep": True}}  # inputs left as they were
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
