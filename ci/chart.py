@@ -104,21 +104,11 @@ def render(
     if not result.ok:
         raise ChartError(
             f"{relpath(cfg, cfg.chart.path)}: helm template failed for {env.name}: "
-            f"{_first_error(result.stderr)}",
+            f"{helmcmd.error_message(result.stderr)}",
             location=Location(relpath(cfg, cfg.chart.path)),
             detail=proc.tail(result.stderr),
         )
     return Rendered(env.name, result.stdout, parse_manifests(result.stdout))
-
-
-def _first_error(stderr: str, limit: int = 400) -> str:
-    """Helm's error in one line: from ``Error:`` on (schema errors span several lines)."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    for i, ln in enumerate(lines):
-        if ln.startswith("Error:"):
-            text = " ".join([ln.removeprefix("Error:").strip(), *lines[i + 1 :]])
-            return text[:limit]
-    return lines[-1][:limit] if lines else "no output"
 
 
 def write_rendered(rendered: Rendered, output: Path) -> list[Path]:
@@ -196,7 +186,7 @@ def helm_lint(cfg: Config, helm: helmcmd.Helm, env: Environment) -> list[Finding
     found = parse_lint(result.stdout + "\n" + result.stderr, cfg, env.name)
     found = _dedupe([_point_at_value(cfg, env, f) for f in found])
     if not result.ok and not found:
-        message = _first_error(result.stderr + result.stdout)
+        message = helmcmd.error_message(result.stderr + result.stdout)
         found = [Finding("LINT001", message, relpath(cfg, cfg.chart.path), None, env.name)]
     return found
 

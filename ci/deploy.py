@@ -613,9 +613,9 @@ def _failure(cluster: Cluster, client: Any, plan: Plan, monitor: Any, output: st
         parts.append(history_text(history))
     except CiError as exc:
         parts.append(f"(no history: {exc.message})")
+    reason = helmlib.error_message(output, limit=300, default="helm upgrade failed")
     return DeployError(
-        f"deploy of {plan.env.release} to {plan.env.name} failed{rolled_back(history)}: "
-        f"{_reason(output)}",
+        f"deploy of {plan.env.release} to {plan.env.name} failed{rolled_back(history)}: {reason}",
         detail="\n".join(p for p in parts if p),
     )
 
@@ -629,14 +629,6 @@ def rolled_back(history: list[dict[str, Any]]) -> str:
     if last.get("status") == "deployed" and note.lower().startswith("rollback"):
         return f" and was rolled back (revision {last['revision']}: {note})"
     return ""
-
-
-def _reason(output: str) -> str:
-    """Helm's own one-line reason (its ``Error:`` line), shortened."""
-    for line in reversed(output.splitlines()):
-        if line.startswith("Error:"):
-            return line.removeprefix("Error:").strip()[:300]
-    return proc.tail(output, 1)[:300] or "helm upgrade failed"
 
 
 def _record(plan: Plan, result: Result) -> ReleaseRecord:

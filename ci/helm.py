@@ -55,6 +55,20 @@ def find(major: int | None = None) -> Helm:
     return helm
 
 
+def error_message(output: str, *, limit: int = 400, default: str = "no output") -> str:
+    """Helm's own error in one line: from its ``Error:`` line on.
+
+    Helm prints one ``Error:`` line last; a schema error continues on the lines after it, so
+    those are joined on. Without one, the last line of output stands in; without output,
+    ``default``.
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("Error:"):
+            return " ".join([line.removeprefix("Error:").strip(), *lines[i + 1 :]])[:limit]
+    return lines[-1][:limit] if lines else default
+
+
 # ----------------------------------------------------------------------------- common flags
 
 

@@ -95,14 +95,6 @@ def test_values_files_in_order_without_repeats(cfg: Config) -> None:
 # ----------------------------------------------------------------------------- helm output
 
 
-def test_first_error_takes_helm_error_and_the_lines_after_it() -> None:
-    stderr = "walk.go:75: found symbolic link\nError: values don't meet the schema:\n- at '/x'\n"
-    assert chart._first_error(stderr) == "values don't meet the schema: - at '/x'"
-    assert chart._first_error("one\n\nlast line\n") == "last line"
-    assert chart._first_error("") == "no output"
-    assert chart._first_error("Error: " + "x" * 500, limit=10) == "x" * 10
-
-
 LINT = """\
 ==> Linting charts/app
 [INFO] Chart.yaml: icon is recommended

@@ -133,3 +133,12 @@ def test_get_manifest_argv() -> None:
         "--kubeconfig",
         "/k",
     )
+
+
+def test_error_message_takes_helm_error_and_the_lines_after_it() -> None:
+    stderr = "walk.go:75: found symbolic link\nError: values don't meet the schema:\n- at '/x'\n"
+    assert helm.error_message(stderr) == "values don't meet the schema: - at '/x'"
+    assert helm.error_message("one\n\nlast line\n") == "last line"
+    assert helm.error_message("") == "no output"
+    assert helm.error_message("", default="helm upgrade failed") == "helm upgrade failed"
+    assert helm.error_message("Error: " + "x" * 500, limit=10) == "x" * 10
