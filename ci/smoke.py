@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci import artifacts, proc, release
+from ci import artifacts, proc, release, retry
 from ci.config import Config, Environment, SmokeCheck
 from ci.errors import CiError, ConfigError, SmokeError, first_line
 from ci.release import ReleaseRecord
@@ -295,25 +295,34 @@ class Runner:
         return results
 
     def _retry(self, check: SmokeCheck, end: float) -> CheckResult:
+        """Attempt ``check`` every ``interval`` until it passes or ``end`` (the shared deadline)."""
         result = CheckResult(check.name, check.type)
         started = self.clock()
-        while True:
+
+        def attempt() -> Verdict:
             result.attempts += 1
-            try:
-                verdict = self._attempt(check, result)
-            except MissingVariable as exc:
-                result.status, result.reason = "failed", f"no saved value for {{{exc}}}"
-                break
+            return self._attempt(check, result)
+
+        def retrying(verdict: Verdict) -> None:
+            self.on_line(f"  {check.name}: {verdict.reason}; retrying")
+
+        try:
+            verdict = retry.poll(
+                attempt,
+                ok=lambda v: v.ok,
+                until=end,
+                interval=self.interval,
+                on_retry=retrying,
+                clock=self.clock,
+                sleep=self.sleep,
+            )
+        except MissingVariable as exc:
+            result.status, result.reason = "failed", f"no saved value for {{{exc}}}"
+        else:
             if verdict.ok:
                 self.variables.update(verdict.saved)
-                result.status, result.reason = "passed", ""
-                break
-            result.status, result.reason = "failed", verdict.reason
-            remaining = end - self.clock()
-            if remaining <= 0:
-                break
-            self.on_line(f"  {check.name}: {verdict.reason}; retrying")
-            self.sleep(min(self.interval, remaining))
+            result.status = "passed" if verdict.ok else "failed"
+            result.reason = verdict.reason
         result.seconds = self.clock() - started
         self.on_line(f"{check.name}: {result.status} after {result.attempts} attempt(s)")
         return result
