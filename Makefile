@@ -12,7 +12,7 @@ TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export TOOLS_DIR
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup services test test-unit test-e2e lint lint-python ci-local clean
+.PHONY: help setup services test test-unit test-e2e lint lint-python lint-imports ci-local clean
 
 # Component targets (tools, base images, cluster, docker lint) live in mk/.
 -include mk/*.mk
@@ -52,7 +52,10 @@ lint-python: setup
 	$(BIN)/mypy
 	for f in $(BENCH_PY); do $(BIN)/mypy --strict --no-error-summary "$$f"; done
 
-lint: lint-python lint-docker lint-workflows ## Static checks: ruff, mypy, hadolint, shellcheck, actionlint, zizmor
+lint-imports: setup ## The package's layers and no import cycle (import-linter, contracts in pyproject.toml)
+	$(BIN)/lint-imports --no-cache
+
+lint: lint-python lint-imports lint-docker lint-workflows ## Static checks: ruff, mypy, import layers, hadolint, shellcheck, actionlint, zizmor
 
 # The local pipeline runs the push workflow's commands with ci.local.yaml: ci.yaml plus the local
 # registry, the built-in cluster and values-local.yaml; images are built on the local base images.
