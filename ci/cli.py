@@ -1,7 +1,10 @@
-"""Command-line interface: parse options, call a step, print its result, choose the exit code.
+"""Command-line interface: parse options, call a step, hand its result to ``ci.presenter``.
 
-Nothing here does pipeline work. Step modules are imported inside the commands so that
-``ci --help`` stays fast (the Docker SDK, jsonschema and requests are slow to import).
+Nothing here does pipeline work or formats output. A step that fails raises a ``CiError``
+(directly, or through its result's ``raise_if_failed``); ``fail`` is the one handler that
+shows it and exits with the code ``ci.errors`` gives its class. Step modules and the presenter
+are imported inside the commands so that ``ci --help`` stays fast (the Docker SDK, jsonschema
+and requests are slow to import).
 """
 
 from __future__ import annotations
