@@ -139,6 +139,23 @@ class Kube:
             ) from None
         return str(info.git_version)
 
+    def ready(self) -> bool:
+        """True when the API server answers ``/readyz`` with 200: serving, not just listening.
+
+        There is no typed API for ``/readyz``; the request goes through the client's own
+        connection pool (its TLS and client certificates) with its bearer token, if any.
+        """
+        conf = self.api.configuration
+        auth = conf.auth_settings().get("BearerToken") or {}
+        headers = {auth["key"]: auth["value"]} if auth.get("value") else {}
+        try:
+            response = self.api.rest_client.request(
+                "GET", conf.host + "/readyz", headers=headers, _request_timeout=self.timeout
+            )
+        except Exception:  # refused, timed out, TLS or an error status: all "not ready"
+            return False
+        return int(response.status) == 200
+
     def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> str:
         """Create the namespace with ``labels``, or add missing labels; say which happened."""
         (exceptions,) = _modules("client.exceptions")
@@ -203,6 +220,17 @@ def connect(acc: Access) -> Kube:
     kube = Kube(acc)
     kube.server_version()
     return kube
+
+
+def api_ready(kubeconfig: Path, *, context: str | None = None, timeout: float = 20.0) -> bool:
+    """True when the cluster of a kubeconfig file answers ``/readyz`` within ``timeout``."""
+    if not kubeconfig.is_file():
+        return False
+    try:
+        kube = Kube(Access(str(kubeconfig), context, str(kubeconfig)), request_timeout=timeout)
+    except EnvironmentNotReady:  # a kubeconfig the client cannot load reaches no cluster
+        return False
+    return kube.ready()
 
 
 def first_line(exc: BaseException) -> str:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ci import proc
-from ci.errors import CiError, EnvironmentNotReady
+from ci import kube, proc, tools
+from ci.errors import EnvironmentNotReady
 
 #: Seconds a readiness probe of the API may take.
 PROBE_TIMEOUT = 20.0
@@ -65,20 +65,22 @@ class Provider(Protocol):
         ...
 
 
-def api_ready(kubectl: str, kubeconfig: Path) -> bool:
-    """True when the API server answers ``/readyz`` with the given credentials."""
-    if not kubeconfig.is_file():
-        return False
-    argv = (kubectl, "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz")
-    try:
-        return proc.run(argv, timeout=PROBE_TIMEOUT, check=False, what="cluster probe").ok
-    except CiError:
-        return False
+def find_kubectl() -> str:
+    """A compatible kubectl (on PATH or pinned), for whoever runs kubectl against the cluster.
+
+    The built-in cluster names its own kubectl in its state file instead.
+    """
+    return str(tools.require("kubectl").path)
 
 
-def require_ready(kubectl: str, kubeconfig: Path, provider: str) -> None:
+def api_ready(kubeconfig: Path) -> bool:
+    """True when the API server answers ``/readyz`` with the kubeconfig's credentials."""
+    return kube.api_ready(kubeconfig, timeout=PROBE_TIMEOUT)
+
+
+def require_ready(kubeconfig: Path, provider: str) -> None:
     """Raise ``EnvironmentNotReady`` unless the API answers."""
-    if not api_ready(kubectl, kubeconfig):
+    if not api_ready(kubeconfig):
         raise EnvironmentNotReady(
             f"{provider} cluster is not running or not reachable (kubeconfig {kubeconfig});"
             " start it with `ci cluster up` or `make cluster-up`"

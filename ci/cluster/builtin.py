@@ -109,5 +109,5 @@ class BuiltinCluster:
     def status(self) -> ClusterInfo:
         """The state the script wrote, once the API answers with it."""
         info = self._read_state()
-        require_ready(info.kubectl, info.kubeconfig, self.name)
+        require_ready(info.kubeconfig, self.name)
         return info

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ci import proc
-from ci.cluster.base import ClusterInfo, require_ready
+from ci.cluster.base import ClusterInfo, find_kubectl, require_ready
 from ci.errors import EnvironmentNotReady
-
-
-def find_kubectl() -> str:
-    """kubectl from PATH (the built-in cluster's own one is used by its provider)."""
-    found = shutil.which("kubectl")
-    if found is None:
-        raise EnvironmentNotReady("kubectl not found on PATH (run `make tools`)")
-    return found
 
 
 class ExistingCluster:
@@ -31,7 +22,7 @@ class ExistingCluster:
         if not self.kubeconfig.is_file():
             raise EnvironmentNotReady(f"kubeconfig not found: {self.kubeconfig}")
         kubectl = self.kubectl or find_kubectl()
-        require_ready(kubectl, self.kubeconfig, self.name)
+        require_ready(self.kubeconfig, self.name)
         return ClusterInfo(provider=self.name, kubeconfig=self.kubeconfig, kubectl=kubectl)
 
     def up(self, on_line: proc.LineSink | None = None) -> ClusterInfo:

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from ci import proc
-from ci.cluster.base import ClusterInfo, require_ready
+from ci.cluster.base import ClusterInfo, find_kubectl, require_ready
 from ci.errors import CiError, ClusterError, EnvironmentNotReady, ProcessError
 
 CLUSTER_NAME = os.environ.get("CI_KIND_CLUSTER", "schedule-ci")
@@ -56,8 +56,8 @@ class KindCluster:
         return self.cluster in self._kind("get", "clusters", timeout=PROBE_TIMEOUT).split()
 
     def _info(self) -> ClusterInfo:
-        kubectl = shutil.which("kubectl") or "kubectl"
-        require_ready(kubectl, self.kubeconfig, self.name)
+        kubectl = find_kubectl()
+        require_ready(self.kubeconfig, self.name)
         return ClusterInfo(provider=self.name, kubeconfig=self.kubeconfig, kubectl=kubectl)
 
     def up(self, on_line: proc.LineSink | None = None) -> ClusterInfo:
