@@ -1,0 +1,73 @@
+"""``ci images``: build, tag, push the application's images and log in to the registry."""
+
+from __future__ import annotations
+
+import click
+
+from ci.commands.context import Context, pass_ctx
+
+
+@click.group("images")
+def images_group() -> None:
+    """Build, tag and push the application's container images."""
+
+
+@images_group.command("build")
+@click.option("--push/--no-push", default=False, show_default=True, help="Push to the registry.")
+@click.option(
+    "--only", "only", multiple=True, metavar="NAME", help="Build only this image (repeatable)."
+)
+@click.option(
+    "--builder",
+    type=click.Choice(["auto", "buildx", "docker"]),
+    default="auto",
+    show_default=True,
+    envvar="CI_BUILDER",
+    help="buildx (BuildKit, registry cache) or docker (Engine API); auto prefers buildx.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    envvar="CI_IMAGE_JOBS",
+    help="Images built in parallel.",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    envvar="CI_IMAGES_NO_CACHE",
+    help="Rebuild from scratch, even unchanged images.",
+)
+@pass_ctx
+def images_build(
+    ctx: Context, *, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
+) -> None:
+    """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
+    from ci import images, presenter
+
+    cfg = ctx.config
+    images.select_images(cfg, only)  # an unknown --only name is a usage error before any work
+    result = images.build_images(
+        cfg,
+        out_dir=ctx.out_dir,
+        push=push,
+        only=only,
+        builder=builder,
+        jobs=jobs,
+        progress=presenter.image_progress(i.name for i in cfg.images),
+        check=False,
+        no_cache=no_cache,
+    )
+    presenter.images(result)
+    result.raise_first()
+
+
+@images_group.command("login")
+@pass_ctx
+def images_login(ctx: Context) -> None:
+    """Log in to the registry with credentials from the environment (never printed)."""
+    from ci import images, presenter
+
+    presenter.logged_in(images.login(ctx.config))
