@@ -13,9 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import semver
+
 from ci import proc
 from ci.errors import CiError, ConfigError
-from ci.images.tags import release
+
+
+def release(ref: str) -> semver.Version | None:
+    """The SemVer version a tag names (``v1.2.3``, ``1.2.3-rc.1+build.7``), or None.
+
+    SemVer, not PEP 440: ``1.2.3-1`` is a pre-release and ``1.2.3-beta.x`` is a version.
+    """
+    try:
+        return semver.Version.parse(ref.removeprefix("v"))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

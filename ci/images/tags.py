@@ -8,13 +8,8 @@ live in one place, pure and tested.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-import semver
-
-if TYPE_CHECKING:
-    from ci.images.gitinfo import GitInfo
-
+from ci.images.gitinfo import GitInfo, release
 
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -23,17 +18,6 @@ def sanitize_tag(name: str) -> str | None:
     """A branch or ref name as a valid image tag (``feature/x`` -> ``feature-x``), or None."""
     tag = _TAG_CHARS.sub("-", name).lstrip(".-")[:128].rstrip(".-")
     return tag or None
-
-
-def release(ref: str) -> semver.Version | None:
-    """The SemVer version a tag names (``v1.2.3``, ``1.2.3-rc.1+build.7``), or None.
-
-    SemVer, not PEP 440: ``1.2.3-1`` is a pre-release and ``1.2.3-beta.x`` is a version.
-    """
-    try:
-        return semver.Version.parse(ref.removeprefix("v"))
-    except ValueError:
-        return None
 
 
 def semver_tags(ref: str) -> list[str]:
