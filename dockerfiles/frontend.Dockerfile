@@ -25,11 +25,15 @@ LABEL org.opencontainers.image.title="schedule-tracker-frontend" \
       org.opencontainers.image.created="${BUILD_DATE}"
 # The entrypoint renders templates/conf.d/*.template into /tmp/conf.d, which nginx.conf includes:
 # nothing outside /tmp is written, so the root filesystem can be read-only.
+# NGINX_WORKER_PROCESSES goes into templates/main.d/workers.conf, included by nginx.conf at the top
+# level (worker_processes cannot be set anywhere else).
 ENV BACKEND_URL=http://backend:8080 \
+    NGINX_WORKER_PROCESSES=auto \
     NGINX_ENVSUBST_OUTPUT_DIR=/tmp \
-    NGINX_ENVSUBST_FILTER=BACKEND_URL
+    NGINX_ENVSUBST_FILTER="BACKEND_URL|NGINX_WORKER_PROCESSES"
 COPY nginx/nginx.conf /etc/nginx/nginx.conf
 COPY nginx/default.conf.template /etc/nginx/templates/conf.d/default.conf.template
+COPY nginx/workers.conf.template /etc/nginx/templates/main.d/workers.conf.template
 COPY --from=build /src/dist /usr/share/nginx/html
 USER 101:101
 EXPOSE 8080
