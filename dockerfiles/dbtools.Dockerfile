@@ -1,6 +1,6 @@
 # Database tools for the chart's migration wait and backup jobs: /wait-for-db.sh, /backup-db.sh.
 # Build context: dockerfiles/. The runtime image must provide bash, psql, pg_isready, pg_dump, gzip.
-ARG RUNTIME_IMAGE=postgres:16-alpine
+ARG RUNTIME_IMAGE=postgres:17-alpine
 
 FROM ${RUNTIME_IMAGE}
 ARG VCS_REF=unknown

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On first start (empty $PGDATA): initdb, create POSTGRES_USER with POSTGRES_PASSWORD and POSTGRES_DB,
+# On first start (empty $PGDATA): initdb, create POSTGRES_USER with POSTGRES_PASSWORD[_FILE] and POSTGRES_DB,
 # run /docker-entrypoint-initdb.d/*; then exec postgres listening on all addresses.
 set -euo pipefail
 
@@ -7,6 +7,12 @@ if [[ ${1:-} != postgres ]]; then exec "$@"; fi
 if [[ $(id -u) == 0 ]]; then # started as root: fix ownership, then drop to postgres
   mkdir -p "$PGDATA" && chown -R postgres:postgres "$PGDATA" /var/run/postgresql
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
+
+# POSTGRES_PASSWORD_FILE: the password as a file (a mounted Secret), as the official image reads it.
+if [[ -n ${POSTGRES_PASSWORD_FILE:-} ]]; then
+  [[ -z ${POSTGRES_PASSWORD:-} ]] || { echo "error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set" >&2; exit 1; }
+  POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
 fi
 
 user=${POSTGRES_USER:-postgres}

@@ -6,6 +6,7 @@ if [[ ${1:-} != rabbitmq-server ]]; then exec "$@"; fi
 conf=${RABBITMQ_CONFIG_FILE:-/var/lib/rabbitmq/rabbitmq.conf}
 case $conf in *.conf) ;; *) conf=$conf.conf ;; esac
 mkdir -p "$(dirname "$conf")"
+if [[ -n ${RABBITMQ_DEFAULT_PASS_FILE:-} ]]; then RABBITMQ_DEFAULT_PASS=$(<"$RABBITMQ_DEFAULT_PASS_FILE"); fi
 {
   echo "loopback_users.guest = false"
   echo "listeners.tcp.default = ${RABBITMQ_NODE_PORT:-5672}"
