@@ -3,10 +3,12 @@
 The rendered StatefulSets and Jobs are turned into `docker run` flags as close to what the
 kubelet does as Docker allows: the user and groups of the securityContext, a read-only root
 filesystem, all capabilities dropped, no privilege escalation, each volumeMount a fresh 0777
-folder (an emptyDir or a new PersistentVolume), env values with secrets replaced by a test
-password, and the container's command and args. PostgreSQL and RabbitMQ must then pass their
-own readiness probes; the migration Job's wait-for-db init container and the backup CronJob's
-container must succeed against that PostgreSQL, the backup landing in the /backups volume.
+folder (an emptyDir or a new PersistentVolume) holding the files of its Secret (a test
+password per key) or ConfigMap, and the container's command and args. PostgreSQL and RabbitMQ
+must then pass their own readiness probes; the migration Job's init containers (pgpass file,
+wait-for-db as the admin user, the application user's creation) and the backup CronJob's
+containers must succeed against that PostgreSQL, as the application user, which may not create
+roles; the backup lands in the /backups volume.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 PASSWORD = "it-Secret-123"
+#: The admin user's password differs, so that a container given the wrong file fails to log in.
+ADMIN_PASSWORD = "it-Admin:456"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,41 @@ def pod_of(obj: dict[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def docker_flags(pod: dict[str, Any], container: dict[str, Any], volumes: Path) -> list[str]:
+def secret_value(key: str) -> str:
+    return ADMIN_PASSWORD if key.startswith("admin") else PASSWORD
+
+
+def volume_files(rendered: chart.Rendered, pod: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The files the kubelet would put in each Secret, projected or ConfigMap volume."""
+    files: dict[str, dict[str, str]] = {}
+    for volume in pod.get("volumes") or []:
+        sources = []
+        if "secret" in volume:
+            sources = [volume["secret"]]
+        elif "projected" in volume:
+            sources = [s["secret"] for s in volume["projected"]["sources"] if "secret" in s]
+        if "configMap" in volume:
+            (cm,) = [
+                m.obj
+                for m in rendered.manifests
+                if m.kind == "ConfigMap" and m.name == volume["configMap"]["name"]
+            ]
+            files[volume["name"]] = dict(cm["data"])
+        elif sources:
+            files[volume["name"]] = {
+                item["path"]: secret_value(item["key"])
+                for source in sources
+                for item in source.get("items", [])
+            }
+    return files
+
+
+def docker_flags(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    volumes: Path,
+    files: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
     """`docker run` flags for the container's securityContext and volume mounts."""
     psc = pod.get("securityContext") or {}
     sc = {**psc, **(container.get("securityContext") or {})}
@@ -90,6 +128,9 @@ def docker_flags(pod: dict[str, Any], container: dict[str, Any], volumes: Path) 
         folder = volumes / mount["name"]
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o777)  # what an emptyDir or a fresh volume with fsGroup allows
+        for path, content in (files or {}).get(mount["name"], {}).items():
+            (folder / path).write_text(content)
+            (folder / path).chmod(0o555)
         flags += ["-v", f"{folder}:{mount['mountPath']}"]
     if container.get("command"):
         flags += ["--entrypoint", container["command"][0]]
@@ -99,7 +140,8 @@ def docker_flags(pod: dict[str, Any], container: dict[str, Any], volumes: Path) 
 def container_env(container: dict[str, Any], **override: str) -> dict[str, str]:
     env = {}
     for item in container.get("env") or []:
-        env[item["name"]] = item.get("value", PASSWORD)
+        assert "value" in item, f"{container['name']}: {item['name']} is not a plain value"
+        env[item["name"]] = item["value"]
     return {**env, **override}
 
 
@@ -128,7 +170,7 @@ def probe_passes(docker: Docker, name: str, probe: dict[str, Any], ports: dict[s
 
 
 def start(
-    docker: Docker, obj: dict[str, Any], network: str, volumes: Path
+    docker: Docker, rendered: chart.Rendered, obj: dict[str, Any], network: str, volumes: Path
 ) -> tuple[str, dict[str, Any]]:
     pod = pod_of(obj)
     (container,) = pod["containers"]
@@ -138,9 +180,35 @@ def start(
         network=network,
         alias=obj["metadata"]["name"],
         env=container_env(container),
-        extra=docker_flags(pod, container, volumes / obj["metadata"]["name"]),
+        extra=docker_flags(
+            pod, container, volumes / obj["metadata"]["name"], volume_files(rendered, pod)
+        ),
     )
     return name, container
+
+
+def run_pod(
+    docker: Docker,
+    rendered: chart.Rendered,
+    pod: dict[str, Any],
+    network: str,
+    volumes: Path,
+    **env: str,
+) -> list[str]:
+    """Runs the init containers, then the containers, one after the other as the kubelet would
+    (sharing the pod's volumes); returns each one's output, failing on the first that fails."""
+    files = volume_files(rendered, pod)
+    outputs = []
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        done = docker.run(
+            "run", "--rm", "--network", network,
+            *docker_flags(pod, container, volumes, files),
+            *[f"--env={k}={v}" for k, v in container_env(container, **env).items()],
+            container["image"], *container_args(container), timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{container['name']}:\n{done.stdout}\n{done.stderr}"
+        outputs.append(done.stdout)
+    return outputs
 
 
 def test_databases_jobs_and_backup_run_with_the_chart_settings(
@@ -150,7 +218,7 @@ def test_databases_jobs_and_backup_run_with_the_chart_settings(
     services = {}
     for suffix in ("-postgresql", "-rabbitmq"):
         obj = find(rendered, "StatefulSet", suffix)
-        services[suffix] = start(docker, obj, network, tmp_path)
+        services[suffix] = start(docker, rendered, obj, network, tmp_path)
     for suffix, (name, container) in services.items():
         ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
 
@@ -162,25 +230,29 @@ def test_databases_jobs_and_backup_run_with_the_chart_settings(
         wait_for(ready, f"{suffix} readiness probe", lambda name=name: docker.logs(name))
         assert probe_passes(docker, name, container["livenessProbe"], ports), suffix
 
-    job_pod = pod_of(find(rendered, "Job", "-migration"))
-    (init,) = job_pod["initContainers"]
-    waited = docker.run(
-        "run", "--rm", "--network", network,
-        *docker_flags(job_pod, init, tmp_path / "migration"),
-        *[f"--env={k}={v}" for k, v in container_env(init, WAIT_TIMEOUT="60").items()],
-        init["image"], *container_args(init), timeout=120,
-    )  # fmt: skip
-    assert "is ready" in waited.stdout
+    # The migration's init containers (the migration itself needs the backend image).
+    job_pod = dict(pod_of(find(rendered, "Job", "-migration")))
+    job_pod["containers"] = []
+    _, waited, app_user = run_pod(
+        docker, rendered, job_pod, network, tmp_path / "migration", WAIT_TIMEOUT="60"
+    )
+    assert "is ready" in waited
+    assert "database user schedule: login, no superuser" in app_user
 
     cron_pod = pod_of(find(rendered, "CronJob", "-backup"))
     (backup,) = cron_pod["containers"]
     volumes = tmp_path / "backup"
-    backed_up = docker.run(
+    backed_up = run_pod(docker, rendered, cron_pod, network, volumes)[-1]
+    assert "backup-db: wrote /backups/" in backed_up
+    # The backup's user is the application's: it logs in, and may not create roles.
+    denied = docker.run(
         "run", "--rm", "--network", network, *docker_flags(cron_pod, backup, volumes),
         *[f"--env={k}={v}" for k, v in container_env(backup).items()],
-        backup["image"], *container_args(backup), timeout=120,
+        "--entrypoint", "psql", backup["image"], "-X", "-c", "CREATE ROLE intruder",
+        check=False, timeout=120,
     )  # fmt: skip
-    assert "backup-db: wrote /backups/" in backed_up.stdout
+    assert denied.returncode != 0
+    assert "permission denied to create role" in denied.stderr
     mount = next(m for m in backup["volumeMounts"] if m["mountPath"] == "/backups")
     dumps = list((volumes / mount["name"]).glob("schedule-*.sql.gz"))
     assert len(dumps) == 1
@@ -201,9 +273,9 @@ def test_helm_test_pod_checks_the_backend_health(
     pod = test_pod["spec"]
     (container,) = pod["containers"]
     backend = find(rendered, "Service", "-backend")["metadata"]["name"]
-    health = tmp_path / "html" / "api" / "actuator"
+    health = tmp_path / "html" / "api"
     health.mkdir(parents=True)
-    (health / "health").write_text(f'{{"status":"{status}","groups":["liveness","readiness"]}}')
+    (health / "healthz").write_text(f'{{"status":"{status}"}}')
     network = docker.network()
     docker.start(
         base_images["nginx"], network=network, alias=backend,
@@ -223,8 +295,6 @@ def test_helm_test_pod_checks_the_backend_health(
         assert "backend health: UP" in result.stdout
     else:
         assert result.returncode == 1
-        assert "backend health endpoint /api/actuator/health did not report UP" in result.stderr
-        assert result.stderr.rstrip().endswith(
-            '{"status":"DOWN","groups":["liveness","readiness"]}'
-        )
+        assert "backend health endpoint /api/healthz did not report UP" in result.stderr
+        assert result.stderr.rstrip().endswith('{"status":"DOWN"}')
         assert "HTTP/1.1" not in result.stderr  # the body only, not the headers
