@@ -10,6 +10,7 @@ What only a cluster can show is in tests/e2e/test_chart_production.py.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import subprocess
 from collections import Counter
@@ -231,6 +232,23 @@ def test_a_changed_secret_value_rolls_the_backend(helm_bin: helm.Helm) -> None:
     )
     changed = ("postgresql.password=b1", *fixed[1:], "backend.secretEnv.api\\.key=one")
     assert base["checksum/secret"] != pod_annotations(*changed)["checksum/secret"]
+
+
+def test_checksum_is_of_the_passwords_the_secrets_hold(helm_bin: helm.Helm) -> None:
+    """Generated passwords are drawn once per render: the checksum hashes the very values the
+    Secrets get, so the first upgrade (which reads them back) does not roll the pods again."""
+    docs = render(helm_bin)
+    db = one(docs, "Secret", "-db")["data"]
+    mq = one(docs, "Secret", "-rabbitmq")["data"]
+    parts = [
+        f"password: {db['password']}\nadmin-password: {db['admin-password']}",
+        f"password: {mq['password']}",
+        "{}",
+        ",,,,",
+    ]
+    expected = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    backend = one(docs, "Deployment", "-backend")
+    assert backend["spec"]["template"]["metadata"]["annotations"]["checksum/secret"] == expected
 
 
 # ------------------------------------------------------------- 3. credentials survive reinstall
