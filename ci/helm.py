@@ -9,6 +9,7 @@ them without running anything and ``ci.proc.run`` executes them.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,22 @@ from ci.errors import ToolError
 Argv = tuple[str, ...]
 
 SUPPORTED_MAJORS = (3, 4)
+#: The last day of Helm 3's security fixes (helm.sh's support policy for the previous major).
+HELM3_SECURITY_SUPPORT_ENDS = datetime.date(2027, 2, 10)
+
+
+def support_warning(major: int, today: datetime.date | None = None) -> str | None:
+    """What ``ci doctor`` says about the selected major: Helm 3 is kept for teams that still need
+    it, but its security support ends, so choosing it should never go unnoticed."""
+    if major != 3:
+        return None
+    day = HELM3_SECURITY_SUPPORT_ENDS.isoformat()
+    ended = (today or datetime.date.today()) > HELM3_SECURITY_SUPPORT_ENDS
+    when = f"ended on {day}" if ended else f"ends on {day}"
+    return (
+        f"Helm 3 is selected (CI_HELM_MAJOR=3 or --helm-major 3): its security support {when}; "
+        "Helm 4 is the default, unset CI_HELM_MAJOR to use it"
+    )
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
@@ -45,7 +62,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 
 def find(major: int | None = None) -> Helm:
-    """The pinned (or installed) Helm of the wanted major (default: ``CI_HELM_MAJOR``, else 3)."""
+    """The pinned (or installed) Helm of the wanted major (default: ``CI_HELM_MAJOR``, else 4)."""
     from ci import tools
 
     tool = tools.require("helm", major=major)  # runs and checks `helm version` already

@@ -109,6 +109,12 @@ def doctor(statuses: list[ToolStatus]) -> None:
             gha.echo(f"{s.name}: {s.hint}", sys.stderr)
 
 
+def warnings(messages: Iterable[str]) -> None:
+    """Warnings that do not fail the command (annotations under GitHub Actions)."""
+    for message in messages:
+        gha.warning(message)
+
+
 def cluster_info(info: ClusterInfo) -> None:
     for name, value in info.fields():
         gha.echo(f"{name + ':':<15}{value}")

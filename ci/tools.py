@@ -343,11 +343,21 @@ class _Probe:
     problem: str  # empty when compatible
 
 
+#: The Helm major ``helm`` means when neither CI_HELM_MAJOR nor a CI_HELM binary says otherwise.
+DEFAULT_HELM_MAJOR = 4
+
+
+def helm_major(major: int | None = None) -> int:
+    """The major ``require("helm")`` uses: the argument, CI_HELM_MAJOR, CI_HELM's, else 4."""
+    env = os.environ.get("CI_HELM_MAJOR", "")
+    chosen = major or (int(env) if env.isdigit() else None) or _ci_helm_major()
+    return chosen or DEFAULT_HELM_MAJOR
+
+
 def _spec_for(name: str, major: int | None) -> ToolSpec:
     """The spec ``require`` should use; ``helm`` picks its major from the argument or env."""
     if name == "helm":
-        env = os.environ.get("CI_HELM_MAJOR", "")
-        major = major or (int(env) if env.isdigit() else None) or _ci_helm_major() or 3
+        major = helm_major(major)
         name = f"helm{major}"
     spec = TOOLS.get(name)
     if spec is None:
@@ -667,8 +677,8 @@ def _plugin_link(spec: ToolSpec, link: Path) -> tuple[str, ...]:
 
 
 def _link_default_helm(target_dir: Path) -> None:
-    """``helm`` -> ``helm3`` (or ``helm4`` with CI_HELM_MAJOR=4), when that one is installed."""
-    major = os.environ.get("CI_HELM_MAJOR", "3")
+    """``helm`` -> ``helm4`` (or ``helm3`` with CI_HELM_MAJOR=3), when that one is installed."""
+    major = os.environ.get("CI_HELM_MAJOR", str(DEFAULT_HELM_MAJOR))
     chosen = target_dir / f"helm{major}"
     if chosen.exists():
         _link(Path(chosen.name), target_dir / "helm")

@@ -41,5 +41,5 @@ HELM_MAJOR_OPTION = click.option(
     type=click.Choice(["3", "4"]),
     default=None,
     envvar="CI_HELM_MAJOR",
-    help="Helm major to use (default: CI_HELM_MAJOR, else 3).",
+    help="Helm major to use (default: CI_HELM_MAJOR, else 4; 3 is supported until 2027-02-10).",
 )

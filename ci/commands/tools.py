@@ -32,11 +32,12 @@ def tools_list() -> None:
 @click.command("doctor")
 def doctor() -> None:
     """Report each tool's version, where it came from, and what is missing or too old."""
-    from ci import presenter, tools
+    from ci import helm, presenter, tools
     from ci.errors import ToolError
 
     statuses = tools.doctor()
     presenter.doctor(statuses)
+    presenter.warnings([w for w in [helm.support_warning(tools.helm_major())] if w])
     missing = [s.name for s in statuses if s.required and not s.ok]
     if missing:
         raise ToolError(f"required tools missing or too old: {', '.join(missing)}", reported=True)

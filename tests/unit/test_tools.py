@@ -118,14 +118,14 @@ def test_a_compatible_tool_on_path_is_preferred(env: dict[str, Path]) -> None:
 def test_a_too_old_tool_on_path_falls_back_to_the_pinned_one(env: dict[str, Path]) -> None:
     fake(env["path"], "helm", "v3.9.0+g7ceeda6")
     pinned = fake(env["pinned"], "helm3", HELM3)
-    assert tools.require("helm") == tools.Tool("helm3", pinned, "3.22.0", "pinned")
+    assert tools.require("helm", major=3) == tools.Tool("helm3", pinned, "3.22.0", "pinned")
 
 
 def test_too_old_and_nothing_pinned_says_what_and_how_to_fix(env: dict[str, Path]) -> None:
     helm = fake(env["path"], "helm", "v3.9.0+g7ceeda6")
     expected = f"helm 3.9.0 found at {helm} is too old (need >= 3.14); run `make tools`"
     with pytest.raises(ToolError) as info:
-        tools.require("helm")
+        tools.require("helm", major=3)
     assert info.value.message == expected
     assert info.value.exit_code == 3
 
@@ -136,8 +136,10 @@ def test_missing_everywhere_names_both_places(env: dict[str, Path]) -> None:
     assert info.value.message == (
         f"kubeconform not found on PATH or in {env['pinned']}; run `make tools`"
     )
-    with pytest.raises(ToolError, match=r"^helm 3 not found on PATH or in "):
+    with pytest.raises(ToolError, match=r"^helm 4 not found on PATH or in "):
         tools.require("helm")
+    with pytest.raises(ToolError, match=r"^helm 3 not found on PATH or in "):
+        tools.require("helm", major=3)
 
 
 def test_a_binary_that_prints_no_version_is_not_used(env: dict[str, Path]) -> None:
@@ -151,17 +153,17 @@ def test_helm_major_follows_the_environment(
 ) -> None:
     helm4_on_path = fake(env["path"], "helm", "v4.3.1")
     pinned3 = fake(env["pinned"], "helm3", HELM3)
-    assert tools.require("helm").path == pinned3  # default major is 3
-    assert tools.require("helm", major=4) == tools.Tool("helm4", helm4_on_path, "4.3.1", "PATH")
-    monkeypatch.setenv("CI_HELM_MAJOR", "4")
-    assert tools.require("helm").path == helm4_on_path
-    assert tools.require("helm3").path == pinned3
+    assert tools.require("helm") == tools.Tool("helm4", helm4_on_path, "4.3.1", "PATH")  # default
+    assert tools.require("helm", major=3).path == pinned3
+    monkeypatch.setenv("CI_HELM_MAJOR", "3")
+    assert tools.require("helm").path == pinned3
+    assert tools.require("helm4").path == helm4_on_path
 
 
 def test_helm_4_on_path_is_not_taken_for_helm_3(env: dict[str, Path]) -> None:
     helm = fake(env["path"], "helm", "v4.3.1")
     with pytest.raises(ToolError, match=f"helm 4.3.1 found at {helm} is not 3.x; run `make tools`"):
-        tools.require("helm")
+        tools.require("helm", major=3)
 
 
 def test_ci_helm_names_the_binary_and_is_still_checked(
@@ -272,10 +274,10 @@ def test_install_puts_helm_majors_side_by_side(
     fake(env["cache"] / "helm4-v4.3.1", "helm4", "v4.3.1")
     results = tools.install(["helm"])
     assert [r.name for r in results] == ["helm3", "helm4"]
-    assert os.readlink(env["pinned"] / "helm") == "helm3"
-    monkeypatch.setenv("CI_HELM_MAJOR", "4")
-    assert [r.action for r in tools.install(["helm"])] == ["skipped", "skipped"]
     assert os.readlink(env["pinned"] / "helm") == "helm4"
+    monkeypatch.setenv("CI_HELM_MAJOR", "3")
+    assert [r.action for r in tools.install(["helm"])] == ["skipped", "skipped"]
+    assert os.readlink(env["pinned"] / "helm") == "helm3"
 
 
 def test_install_links_buildx_as_a_docker_plugin(env: dict[str, Path]) -> None:
