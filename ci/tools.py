@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import proc
+from ci import paths, proc
 from ci.errors import ConfigError, ProcessError, ToolError
 
 #: The make target that installs the pinned tools; named in every "missing" message.
@@ -312,9 +312,9 @@ def tools_dir() -> Path:
 
 
 def cache_root() -> Path:
-    """Built binaries shared by every clone: ``$CI_TOOLS_CACHE`` or ~/.cache/schedule-ci/tools."""
+    """Built binaries shared by every clone: ``$CI_TOOLS_CACHE`` or ``paths.cache_home()/tools``."""
     env = os.environ.get("CI_TOOLS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "schedule-ci" / "tools"
+    return Path(env) if env else paths.cache_home() / "tools"
 
 
 def docker_plugin_dir() -> Path:

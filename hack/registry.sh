@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Start, stop or query the local OCI registry (Debian's docker-registry) on 127.0.0.1.
 #   hack/registry.sh up|down|status
-# REGISTRY_ADDR (default 127.0.0.1:5000) and REGISTRY_DIR (storage, default ~/.cache/schedule-ci/registry).
+# REGISTRY_ADDR (default 127.0.0.1:5000), REGISTRY_DIR (storage, default $ci_cache_home/registry)
+# and REGISTRY_RUN (pid, config and log; default $ci_run_dir/registry): folders of hack/dirs.sh.
 set -euo pipefail
+# shellcheck source=hack/dirs.sh
+. "$(dirname "$0")/dirs.sh"
 addr=${REGISTRY_ADDR:-127.0.0.1:5000}
-dir=${REGISTRY_DIR:-$HOME/.cache/schedule-ci/registry}
-run=${REGISTRY_RUN:-/run/schedule-ci-registry}
+dir=${REGISTRY_DIR:-$ci_cache_home/registry}
+run=${REGISTRY_RUN:-$(ci_prefer_legacy "$ci_run_dir/registry" /run/schedule-ci-registry)}
 mkdir -p "$run"
 pidfile=$run/registry.pid
 
 up() {
+  "$(dirname "$0")/ensure-packages.sh" curl=curl
   if curl -fsS "http://$addr/v2/" >/dev/null 2>&1; then return 0; fi
   if ! command -v docker-registry >/dev/null 2>&1; then
     "$(dirname "$0")/ensure-packages.sh" docker-registry=docker-registry

@@ -10,11 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
-from ci import proc
+from ci import paths, proc
 from ci.cluster.base import ClusterInfo, find_kubectl, require_ready
 from ci.errors import CiError, ClusterError, EnvironmentNotReady, ProcessError
 
-CLUSTER_NAME = os.environ.get("CI_KIND_CLUSTER", "schedule-ci")
+CLUSTER_NAME = os.environ.get("CI_KIND_CLUSTER", paths.APP)
 DEFAULT_KUBECONFIG = Path(".ci-out/kind/kubeconfig")
 CREATE_TIMEOUT = 900.0
 PROBE_TIMEOUT = 30.0

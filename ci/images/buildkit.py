@@ -13,11 +13,11 @@ from pathlib import Path
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from ci import proc, tools
+from ci import paths, proc, tools
 from ci.errors import EnvironmentNotReady
 
 #: Where the images step starts its own BuildKit daemon when none is running.
-BUILDKIT_DIR = Path("/run/schedule-ci")
+BUILDKIT_DIR = paths.run_dir()
 BUILDKIT_SOCKET = BUILDKIT_DIR / "buildkitd.sock"
 BUILDX_BUILDER = "ci"
 

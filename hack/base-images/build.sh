@@ -7,11 +7,13 @@
 # bookworm packages are older than the chart's default majors (PostgreSQL, RabbitMQ: trixie). Those are
 # tagged with their suite and also :bookworm, the tag that names the whole local set. Each image carries a label with the hash of its inputs
 # (Dockerfile, context files, parent image id), so an unchanged image is neither rebuilt nor re-pushed.
-# Env: CI_CACHE (default ~/.cache/schedule-ci), BASE_REGISTRY (default 127.0.0.1:5000/base; empty: no
+# Env: CI_CACHE (default: the toolkit cache of hack/dirs.sh, ~/.cache/ci-delivery-steps), BASE_REGISTRY (default 127.0.0.1:5000/base; empty: no
 # push), DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${CI_CACHE:-$HOME/.cache/schedule-ci}/base-images
+# shellcheck source=hack/dirs.sh
+. "$here/../dirs.sh"
+cache=$ci_cache_home/base-images
 registry=${BASE_REGISTRY-127.0.0.1:5000/base}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm

@@ -372,8 +372,10 @@ def test_tools_dir_defaults_to_the_project_folder(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TOOLS_DIR", raising=False)
     monkeypatch.delenv("CI_TOOLS_CACHE", raising=False)
+    monkeypatch.delenv("CI_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("DOCKER_CONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert tools.tools_dir() == tmp_path.resolve() / ".tools" / "bin"
-    assert tools.cache_root() == tmp_path / "home" / ".cache" / "schedule-ci" / "tools"
+    assert tools.cache_root() == tmp_path / "home" / ".cache" / "ci-delivery-steps" / "tools"
     assert tools.docker_plugin_dir() == tmp_path / "home" / ".docker" / "cli-plugins"
