@@ -36,6 +36,24 @@ SCHEMA_RESOURCE = "config.schema.json"
 
 
 @dataclass(frozen=True)
+class Signing:
+    """How pushed digests are signed: ``off``, ``key`` (a cosign key) or ``keyless`` (OIDC)."""
+
+    mode: str = "off"
+    key: Path | None = None
+    key_env: str = "COSIGN_PRIVATE_KEY"
+    password_env: str = "COSIGN_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What ``ci images prune`` keeps besides released digests."""
+
+    keep_per_branch: int = 10
+    keep_days: int = 14
+
+
+@dataclass(frozen=True)
 class Registry:
     host: str
     namespace: str
@@ -43,6 +61,12 @@ class Registry:
     username_env: str
     password_env: str
     cache: bool
+    provenance: str = "max"
+    sbom: bool = False
+    sbom_generator: str = "docker/buildkit-syft-scanner:stable-1"
+    sbom_generator_base: str | None = None
+    signing: Signing = field(default_factory=Signing)
+    retention: Retention = field(default_factory=Retention)
 
     def repository(self, image: str) -> str:
         """Full repository name of an image, without tag or digest."""
@@ -69,6 +93,18 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class Verify:
+    """What ``ci deploy`` requires of every digest: a signature by this key or identity."""
+
+    key: Path | None = None
+    identity: str | None = None
+    identity_regexp: str | None = None
+    issuer: str | None = None
+    provenance: bool = True
+    sbom: bool = False
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     namespace: str
@@ -81,6 +117,7 @@ class Environment:
     kubeconfig: Path | None = None
     kubeconfig_env: str | None = None
     base_url: str | None = None
+    verify: Verify | None = None
 
 
 @dataclass(frozen=True)
@@ -556,6 +593,12 @@ def _build(path: Path, d: dict[str, Any]) -> Config:
         username_env=reg["username_env"],
         password_env=reg["password_env"],
         cache=reg["cache"],
+        provenance=reg["provenance"],
+        sbom=reg["sbom"],
+        sbom_generator=reg["sbom_generator"],
+        sbom_generator_base=reg.get("sbom_generator_base"),
+        signing=_signing(reg["signing"], root),
+        retention=Retention(**reg["retention"]),
     )
     images = tuple(
         Image(
@@ -624,6 +667,23 @@ def _environment(name: str, e: dict[str, Any], root: Path, chart_name: str) -> E
         kubeconfig=root / kube["kubeconfig"] if "kubeconfig" in kube else None,
         kubeconfig_env=kube.get("kubeconfig_env"),
         base_url=e.get("base_url"),
+        verify=_verify(e["verify"], root) if "verify" in e else None,
+    )
+
+
+def _signing(s: dict[str, Any], root: Path) -> Signing:
+    key = s.get("key")
+    return Signing(s["mode"], root / key if key else None, s["key_env"], s["password_env"])
+
+
+def _verify(v: dict[str, Any], root: Path) -> Verify:
+    return Verify(
+        key=root / v["key"] if "key" in v else None,
+        identity=v.get("identity"),
+        identity_regexp=v.get("identity_regexp"),
+        issuer=v.get("issuer"),
+        provenance=v["provenance"],
+        sbom=v["sbom"],
     )
 
 
