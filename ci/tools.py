@@ -203,6 +203,32 @@ TOOLS: dict[str, ToolSpec] = {
             ldflags=_BUILDKIT_LD,
             from_source=True,
         ),
+        ToolSpec(
+            name="cosign",
+            module="github.com/sigstore/cosign/v2",
+            package="github.com/sigstore/cosign/v2/cmd/cosign",
+            version="v2.6.5",
+            minimum="2.2",
+            version_args=("version", "--json"),
+            version_regex=r'"gitVersion":\s*"' + _SEMVER,
+            binary="cosign",
+            path_names=("cosign",),
+            built_name="cosign",
+            ldflags=(_x("sigs.k8s.io/release-utils/version.gitVersion", "v2.6.5"),),
+        ),
+        ToolSpec(
+            name="syft",
+            module="github.com/anchore/syft",
+            package="github.com/anchore/syft/cmd/syft",
+            version="v1.57.1",
+            minimum="1.0",
+            version_args=("version",),
+            version_regex=r"Version:\s+" + _SEMVER,
+            binary="syft",
+            path_names=("syft",),
+            built_name="syft",
+            ldflags=(_x("main.version", "1.57.1"),),
+        ),
     )
 }
 
