@@ -20,15 +20,20 @@ UP_TIMEOUT = 3600.0
 #: Seconds ``down`` may take.
 DOWN_TIMEOUT = 300.0
 
+#: The script's own default (``CLUSTER_STATE`` in cluster.sh), so ``make`` and ``ci`` agree.
 DEFAULT_STATE = Path("/run/schedule-ci/cluster")
 
 
 def script_path() -> Path:
-    """``hack/cluster/cluster.sh`` of this checkout, or ``CI_CLUSTER_SCRIPT``."""
+    """``CI_CLUSTER_SCRIPT``, else ``hack/cluster/cluster.sh`` of a source checkout, else the
+    copy an installed wheel carries as data of the package ``ci.hack``."""
     override = os.environ.get("CI_CLUSTER_SCRIPT")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "hack" / "cluster" / "cluster.sh"
+    checkout = Path(__file__).resolve().parents[2] / "hack" / "cluster" / "cluster.sh"
+    if checkout.is_file():
+        return checkout
+    return Path(__file__).resolve().parents[1] / "hack" / "cluster" / "cluster.sh"
 
 
 def state_dir() -> Path:
