@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ci.deploy import DiffResult
     from ci.deploy import Result as DeployResult
     from ci.images.credentials import LoginResult
-    from ci.images.results import ImagesResult
+    from ci.images.prune import PruneResult
+    from ci.images.results import ImageResult, ImagesResult
     from ci.pipeline import PipelineResult, Step, Summary
     from ci.smoke import CheckResult, SmokeResult
     from ci.tools import InstallResult, ToolSpec, ToolStatus
@@ -151,11 +152,35 @@ def images(result: ImagesResult) -> None:
     short = [h for h in headers if h != "tags"]
     gha.echo(gha.text_table(short, [r[:3] + r[4:] for r in rows]).rstrip())
     gha.echo(f"builder {result.builder}, {result.duration:.1f}s; written {result.path}")
+    for image in result.images:
+        if image.pushed:
+            gha.echo(supply_line(image))
     gha.add_summary("### Images\n\n" + gha.markdown_table(headers, rows))
     for image in result.images:
         if image.digest:
             gha.set_output(f"{image.name}-digest", image.digest)
     gha.set_output("images", json.dumps([i.to_json() for i in result.images]))
+
+
+def supply_line(image: ImageResult) -> str:
+    """What a pushed image carries: provenance, SBOM, signature (made now or found)."""
+    kinds = [k for k, on in (("provenance", image.provenance), ("sbom", image.sbom)) if on]
+    signature = "unsigned"
+    if image.signature:
+        signature = f"signature {image.signature[:19]} ({'signed' if image.signed else 'kept'})"
+    return f"{image.name}: attestations {', '.join(kinds) or 'none'}; {signature}"
+
+
+def images_pruned(result: PruneResult) -> None:
+    """One line per image deleted (or that a dry run would delete), then the totals."""
+    verb = "would delete" if result.dry_run else "deleted"
+    for d in result.deletions:
+        tags = ", ".join(d.tags) or "untagged"
+        extra = f" (+{len(d.also)} attestation/signature manifests)" if d.also else ""
+        branch = d.branch or "no branch"
+        gha.echo(f"{verb} {d.repo}@{d.digest} [{branch}, {d.created:%Y-%m-%d}] {tags}{extra}")
+    hint = "; run with --delete to delete" if result.dry_run and result.deletions else ""
+    gha.echo(f"{verb} {len(result.deletions)} image(s), kept {result.kept}{hint}")
 
 
 def logged_in(result: LoginResult) -> None:

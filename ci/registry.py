@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import BaseHTTPResponse
 from urllib3.util import Retry
 
-from ci.errors import RegistryError, first_line
+from ci.errors import EnvironmentNotReady, RegistryError, first_line
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -37,6 +37,11 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryUnreachable(EnvironmentNotReady, RegistryError):
+    """No answer from the registry at all: the environment is not ready (exit 3), though
+    callers that handle any ``RegistryError`` still catch it."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ class Client:
             resp = self._send(method, url, headers, data, scope)
         except requests.RequestException as exc:
             tries = f" (after {self.retries + 1} attempts)" if self.retries else ""
-            raise RegistryError(
+            raise RegistryUnreachable(
                 f"registry {self.host} unreachable: {_reason(exc)}{tries}"
             ) from None
         if resp.status_code in ok:
@@ -282,6 +287,44 @@ class Client:
         )
         assert resp is not None
         return resp.headers.get("Docker-Content-Digest") or manifest.digest
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        """The content of a blob (a config or an attestation statement)."""
+        resp = self.request("GET", f"{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
+        assert resp is not None
+        return resp.content
+
+    def put_blob(self, repo: str, data: bytes) -> str:
+        """Upload a small blob in one request (monolithic upload); return its digest."""
+        digest = _sha256(data)
+        scope = f"repository:{repo}:pull,push"
+        resp = self.request("POST", f"{repo}/blobs/uploads/", scope=scope, ok=(202,))
+        assert resp is not None
+        location = resp.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        url = location if location.startswith("http") else f"{self.base_url}{location}"
+        self.request(
+            "PUT",
+            f"{url}{sep}digest={digest}".removeprefix(f"{self.base_url}/v2/"),
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+            scope=scope,
+            ok=(201,),
+        )
+        return digest
+
+    def tags(self, repo: str) -> list[str]:
+        """Every tag of a repository (following the registry's pages); [] when it has none."""
+        found: list[str] = []
+        path: str | None = f"{repo}/tags/list?n=1000"
+        while path:
+            resp = self.request("GET", path, scope=f"repository:{repo}:pull", missing_ok=True)
+            if resp is None:
+                return found
+            found += list(resp.json().get("tags") or [])
+            link = resp.links.get("next", {}).get("url", "")
+            path = link.removeprefix("/v2/") if link else None
+        return found
 
     def delete(self, repo: str, digest: str) -> bool:
         """Delete a manifest by digest; False when the registry does not allow deletes."""

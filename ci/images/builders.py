@@ -258,6 +258,8 @@ class BuildxBuilder:
 
     name = "buildx"
     no_cache = False
+    #: ``--provenance`` / ``--sbom`` options (``attest.buildx_args``); buildx's defaults if empty.
+    attest: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -298,6 +300,7 @@ class BuildxBuilder:
             args += ["--output", f"type=image,name={name},push=true{insecure}"]
         else:
             args += ["--output", "type=cacheonly"]
+        args += self.attest
         args += ["--metadata-file", str(metadata), str(image.context)]
         return tuple(args)
 

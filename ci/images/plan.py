@@ -26,6 +26,9 @@ CONTENT_TAG_PREFIX = "inputs-"
 #: Hex digits of the input hash kept in the content tag (128 bits).
 CONTENT_HASH_LEN = 32
 CACHE_TAG_PREFIX = "buildcache-"
+#: The branch an image was built from, as a label: ``ci images prune`` keeps the newest N per
+#: branch, and an older image no longer carries the branch's (moving) tag.
+BRANCH_LABEL = "ci.git.branch"
 
 #: Build args every image receives (also written as OCI labels); not part of the input hash,
 #: or every commit would rebuild everything.
@@ -130,6 +133,8 @@ def _job(cfg: Config, image: Image, git: GitInfo, created: str, resolve: Resolve
     }
     if git.source:
         labels["org.opencontainers.image.source"] = git.source
+    if git.branch:
+        labels[BRANCH_LABEL] = git.branch
     auto = dict(zip(AUTO_ARGS, (git.sha, git.version, created), strict=True))
     return Job(
         image=image,

@@ -2,6 +2,8 @@
 
 Why a file: the deploy, the release manifest and the workflow's later jobs take the digests
 from ``images.json``, so it is written atomically, with one build log per image beside it.
+A run in which any image failed writes ``images.failed.json`` instead: the last good record
+stays what a deploy reads, and the failed attempt is there to inspect.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ class ImageResult:
     pushed: bool = False
     duration: float = 0.0
     error: str = ""
+    #: The cosign signature manifest's digest; ``signed`` when this run made it.
+    signature: str = ""
+    signed: bool = False
+    #: Attestation manifests in the pushed index, and which statements they carry.
+    attestations: list[str] = field(default_factory=list)
+    provenance: bool = False
+    sbom: bool = False
     log: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -80,14 +89,27 @@ class ImagesResult:
         }
 
 
+IMAGES_FILE = "images.json"
+FAILED_FILE = "images.failed.json"
+
+
 def write_result(result: ImagesResult, out_dir: Path) -> Path:
-    """``images.json`` (atomically: a reader never sees half a file) and one log per image."""
+    """``images.json`` (atomically: a reader never sees half a file) and one log per image.
+
+    A run with a failed image writes ``images.failed.json`` and leaves ``images.json`` alone;
+    a good run removes a stale failed record.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     logs = out_dir / "logs" / "images"
     logs.mkdir(parents=True, exist_ok=True)
     for image in result.images:
         (logs / f"{image.name}.log").write_text("\n".join(image.log) + "\n", encoding="utf-8")
-    path = artifacts.write_json(out_dir / "images.json", result.to_json())
+    failed = bool(result.errors or result.failed)
+    path = artifacts.write_json(
+        out_dir / (FAILED_FILE if failed else IMAGES_FILE), result.to_json()
+    )
+    if not failed:
+        (out_dir / FAILED_FILE).unlink(missing_ok=True)
     result.path = path
     return path
 

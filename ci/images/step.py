@@ -15,14 +15,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ci.errors import CiError, ConfigError, EnvironmentNotReady, RegistryError
-from ci.images.builders import Builder, DockerBuilder, choose_builder, docker_client
+from ci.images import attest
+from ci.images.builders import (
+    Builder,
+    BuildxBuilder,
+    DockerBuilder,
+    choose_builder,
+    docker_client,
+)
 from ci.images.credentials import registry_client
-from ci.images.gitinfo import git_info
+from ci.images.gitinfo import GitInfo, git_info
 from ci.images.lookup import Lookup, base_resolver
 from ci.images.plan import Job, Progress, base_refs, no_progress, plan, select_images
 from ci.images.publish import add_tags, confirm_and_tag
 from ci.images.results import ImageResult, ImagesResult, pending, write_result
-from ci.registry import Client
+from ci.images.scanner import ensure_generator
+from ci.images.sign import Signer
+from ci.registry import Client, RegistryUnreachable, split_reference
 
 if TYPE_CHECKING:
     from ci.config import Config
@@ -57,6 +66,8 @@ def build_images(
     git = git_info(cfg.root, env)
     bases = base_refs(cfg, only)
     registry = registry_client(cfg, env)
+    if push:
+        _reachable(registry, builder, git, out_dir)
     names = ", ".join(i.name for i in select_images(cfg, only))
     try:
         chosen = choose_builder(builder, cfg, out_dir=out_dir, base_refs=bases)
@@ -64,9 +75,12 @@ def build_images(
         exc.message = f"cannot build {names}: {exc.message}"
         raise
     chosen.no_cache = no_cache
+    if isinstance(chosen, BuildxBuilder):
+        _attestations(cfg, chosen, registry, push, out_dir)
     client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
     planned = plan(cfg, git, only=only, resolve=base_resolver(chosen, registry))
-    runner = _Runner(chosen, Lookup(client, registry), registry, push, progress)
+    signer = Signer.from_config(cfg.registry, env) if push else None
+    runner = _Runner(chosen, Lookup(client, registry), registry, push, progress, signer)
     results = [pending(job) for job in planned]
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="image") as pool:
         futures = [
@@ -79,6 +93,29 @@ def build_images(
     if check:
         result.raise_first()
     return result
+
+
+def _reachable(registry: Client, builder: str, git: GitInfo, out_dir: Path) -> None:
+    """A push needs the registry: unreachable is an environment not ready (exit 3), recorded
+    as a failed attempt beside the last good ``images.json``, which stays as it was."""
+    try:
+        registry.ping()
+    except RegistryUnreachable as exc:
+        failed = ImagesResult(builder, True, git, [])
+        failed.errors = [exc]
+        write_result(failed, out_dir)
+        raise
+
+
+def _attestations(
+    cfg: Config, builder: BuildxBuilder, registry: Client, push: bool, out_dir: Path
+) -> None:
+    """Provenance and SBOM options for BuildKit; the local SBOM generator built if needed."""
+    generator = None
+    if push and cfg.registry.sbom:
+        work = out_dir / "sbom-generator"
+        generator = ensure_generator(cfg.registry, registry, builder.buildx, work)
+    builder.attest = tuple(attest.buildx_args(cfg.registry, push=push, sbom_generator=generator))
 
 
 def _optional_docker() -> Any | None:
@@ -98,6 +135,7 @@ class _Runner:
     registry: Client
     push: bool
     progress: Progress
+    signer: Signer | None = None
 
     def run(self, job: Job, res: ImageResult) -> CiError | None:
         """Run one image to the end; return its error instead of raising (the others go on)."""
@@ -134,6 +172,7 @@ class _Runner:
             if self.push:
                 add_tags(job, self.registry, existing, list(job.tags), self.progress)
                 res.pushed = True
+                self._supply(job, res)
             return
         self.progress(job.name, f"building with {self.builder.name}")
         digest = self.builder.build(job, push=self.push, progress=self.progress, log=res.log)
@@ -141,3 +180,16 @@ class _Runner:
         if self.push:
             confirm_and_tag(job, self.registry, digest, self.progress)
             res.pushed = True
+            self._supply(job, res)
+
+    def _supply(self, job: Job, res: ImageResult) -> None:
+        """Record the pushed index's attestations; sign its digest unless it is signed already."""
+        _, repo, _ = split_reference(f"{job.repository}@{res.digest}")
+        found = attest.read(self.registry, repo, res.digest, bodies=False)
+        res.attestations = found.digests()
+        res.provenance = bool(found.of_type(attest.PROVENANCE_TYPES))
+        res.sbom = bool(found.of_type(attest.SPDX_TYPE))
+        if self.signer is None:
+            return
+        res.signature, res.signed = self.signer.sign(self.registry, job.repository, res.digest)
+        self.progress(job.name, "signed" if res.signed else "already signed")
