@@ -1,6 +1,8 @@
-"""``ci images``: build, tag, push the application's images and log in to the registry."""
+"""``ci images``: build, tag, push (attest, sign) the application's images, log in, prune."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -71,3 +73,33 @@ def images_login(ctx: Context) -> None:
     from ci import images, presenter
 
     presenter.logged_in(images.login(ctx.config))
+
+
+@images_group.command("prune")
+@click.option(
+    "--dry-run/--delete",
+    default=True,
+    show_default=True,
+    help="List what the retention rule would delete, or delete it.",
+)
+@click.option(
+    "--keep-release",
+    "records",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also keep every digest this release.json or images.json names (repeatable).",
+)
+@pass_ctx
+def images_prune(ctx: Context, *, dry_run: bool, records: tuple[Path, ...]) -> None:
+    """Delete old images by registry.retention; keeps every digest a release record names.
+
+    Kept: digests named by release*.json and images.json in the output folder (and
+    --keep-release files), the newest keep_per_branch images of each branch, and images
+    younger than keep_days. Deleted with an image: its attestations and signature.
+    """
+    from ci import presenter
+    from ci.images.prune import prune
+
+    presenter.images_pruned(
+        prune(ctx.config, out_dir=ctx.out_dir, dry_run=dry_run, records=records)
+    )
