@@ -11,6 +11,7 @@ diagnosis (failing pods and their logs, events, hook logs, release history) goes
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -131,7 +132,7 @@ def make_plan(cfg: Config, opts: Options, environ: Mapping[str, str] | None = No
         raise ConfigError(f"{source}: no digest for image(s) {', '.join(missing)}")
     configured = {i.name: i.values_key for i in cfg.images}
     images = [
-        ImageRef(i.name, i.repository, i.digest, configured.get(i.name, i.values_key))
+        dataclasses.replace(i, values_key=configured.get(i.name, i.values_key))
         for i in images
         if i.name in configured
     ]
@@ -500,13 +501,25 @@ class Reporter:
     diff: Callable[[DiffResult], None] = lambda _d: None
 
 
-def run(cfg: Config, opts: Options, out_dir: Path, report: Reporter | None = None) -> Result:
+#: Checks a plan's images before anything touches the cluster; returns them as verified.
+Verifier = Callable[[Plan], list[ImageRef]]
+
+
+def run(
+    cfg: Config,
+    opts: Options,
+    out_dir: Path,
+    report: Reporter | None = None,
+    verify: Verifier | None = None,
+) -> Result:
     """Deploy ``opts.env``; see the module docstring for the order of checks and actions."""
     from ci import kube
 
     report = report or Reporter()
     started = time.monotonic()
     plan = make_plan(cfg, opts)
+    if verify is not None:
+        plan = dataclasses.replace(plan, images=verify(plan))
     with kube.access(plan.env) as acc:
         client = kube.connect(acc)
         helm = helmlib.find(opts.helm_major)

@@ -36,6 +36,9 @@ class ImageRef:
     repository: str
     digest: str
     values_key: str
+    #: The cosign signature manifest and the attestation manifests a verification accepted.
+    signature: str = ""
+    attestations: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -75,6 +78,8 @@ class ReleaseRecord:
                     repository=str(i["repository"]),
                     digest=str(i["digest"]),
                     values_key=str(i.get("values_key", name)),
+                    signature=str(i.get("signature") or ""),
+                    attestations=tuple(str(a) for a in i.get("attestations") or ()),
                 )
                 for name, i in dict(data["images"]).items()
             ]
@@ -141,6 +146,8 @@ def load_images(path: Path) -> tuple[list[ImageRef], str]:
                 repository=str(item["repository"]),
                 digest=digest,
                 values_key=str(item.get("values_key") or item["name"]),
+                signature=str(item.get("signature") or ""),
+                attestations=tuple(str(a) for a in item.get("attestations") or ()),
             )
         )
     if not refs:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ci.commands.context import HELM_MAJOR_OPTION, Context, pass_ctx
+
+if TYPE_CHECKING:
+    from ci.deploy import Plan
+    from ci.release import ImageRef
 
 
 @click.command("deploy")
@@ -85,6 +91,17 @@ def deploy_cmd(
 
     report = deploy.Reporter(line=presenter.echo, diff=lambda d: presenter.deploy_diff(env, d))
     with presenter.deploying(env):
-        result = deploy.run(ctx.config, opts, ctx.out_dir, report)
+        result = deploy.run(ctx.config, opts, ctx.out_dir, report, verify=_verifier(ctx, env))
     if not diff_only:
         presenter.deployed(env, result)
+
+
+def _verifier(ctx: Context, env: str) -> Callable[[Plan], list[ImageRef]]:
+    """Signature and provenance of every digest, checked before Helm runs (``ci.images.verify``)."""
+
+    def verify(plan: Plan) -> list[ImageRef]:
+        from ci.images.verify import verify_images
+
+        return verify_images(ctx.config, env, plan.images, git_sha=plan.git_sha)
+
+    return verify

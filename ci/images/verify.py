@@ -1,0 +1,156 @@
+"""Before a deploy: every digest must be signed by the environment's key or identity and carry
+BuildKit's provenance naming the commit it was built from.
+
+Why before Helm and all at once: a refused image must change nothing on the cluster, and the
+operator wants the one line that says which image and why (unsigned, signed by someone else,
+no provenance, a provenance that does not describe this image or this commit, attestations
+other than the ones the build recorded). The signature is checked by the real ``cosign
+verify``; the attestations are read from the image index through the registry API. The
+signature covers the index, and the index names its attestation manifests by digest, so a
+signed index with changed attestations cannot exist: a tampered provenance shows up either as
+an unsigned digest or as a provenance that does not match.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ci import proc, tools
+from ci.errors import CiError, RegistryError
+from ci.images import attest
+from ci.images.credentials import registry_client
+from ci.images.sign import registry_flags, signature_digest
+from ci.registry import Client, split_reference
+from ci.release import ImageRef
+
+if TYPE_CHECKING:
+    from ci.config import Config, Verify
+
+
+class VerificationFailed(CiError):
+    """An image is not what the environment accepts; nothing was deployed (exit 1)."""
+
+
+def verify_images(
+    cfg: Config,
+    env_name: str,
+    images: Sequence[ImageRef],
+    *,
+    git_sha: str = "",
+    env: Mapping[str, str] | None = None,
+) -> list[ImageRef]:
+    """Verify every image for ``env_name``; return them with signature and attestation digests.
+
+    Without ``environments.NAME.verify`` the images are returned unchanged. Every image is
+    checked; the first refusal is raised, saying how many others were refused too.
+    """
+    rules = cfg.environment(env_name).verify
+    if rules is None:
+        return list(images)
+    env = os.environ if env is None else env
+    registry = registry_client(cfg, env)
+    checked: list[ImageRef] = []
+    refusals: list[str] = []
+    for image in images:
+        try:
+            checked.append(verify_image(image, rules, registry, git_sha=git_sha, cfg=cfg))
+        except VerificationFailed as exc:
+            refusals.append(exc.message)
+    if refusals:
+        more = f" (and {len(refusals) - 1} more image(s) refused)" if len(refusals) > 1 else ""
+        raise VerificationFailed(refusals[0] + more, detail="\n".join(refusals))
+    return checked
+
+
+def verify_image(
+    image: ImageRef, rules: Verify, registry: Client, *, git_sha: str, cfg: Config
+) -> ImageRef:
+    """One image: signature, then provenance (and SBOM when required)."""
+    host, repo, _ = split_reference(image.ref)
+    client = registry if host == registry.host else Client(host, retries=1)
+
+    def refuse(reason: str) -> VerificationFailed:
+        return VerificationFailed(f"image {image.name} {image.ref}: refused: {reason}")
+
+    try:
+        signature = signature_digest(client, repo, image.digest)
+        if not signature:
+            raise refuse("not signed")
+        reason = cosign_verify(image.ref, rules, insecure=cfg.registry.insecure)
+        if reason:
+            raise refuse(reason)
+        found = attest.read(client, repo, image.digest)
+    except RegistryError as exc:
+        raise refuse(exc.message) from None
+    reason = check_attestations(image, found, rules, git_sha)
+    if reason:
+        raise refuse(reason)
+    return replace(image, signature=signature, attestations=tuple(found.digests()))
+
+
+def cosign_verify(ref: str, rules: Verify, *, insecure: bool = False) -> str:
+    """Run ``cosign verify``; the reason it refused, or "" when the signature is good."""
+    host, _, _ = split_reference(ref)
+    argv = [str(tools.require("cosign").path), "verify", *registry_flags(host, insecure)]
+    if rules.key is not None:
+        argv += ["--key", str(rules.key), "--insecure-ignore-tlog=true"]
+    else:
+        if rules.identity:
+            argv += ["--certificate-identity", rules.identity]
+        if rules.identity_regexp:
+            argv += ["--certificate-identity-regexp", rules.identity_regexp]
+        argv += ["--certificate-oidc-issuer", str(rules.issuer)]
+    result = proc.run([*argv, ref], timeout=120, check=False, what="cosign verify")
+    if result.ok:
+        return ""
+    who = (
+        f"key {rules.key.name}"
+        if rules.key
+        else f"identity {rules.identity or rules.identity_regexp}"
+    )
+    return f"no signature by {who} ({_cosign_reason(result.stderr or result.stdout)})"
+
+
+def _cosign_reason(output: str) -> str:
+    """cosign's ``Error: ...`` line, shortened."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("Error:"):
+            text = line.removeprefix("Error:").strip()
+            return re.sub(r"\s+", " ", text)[:200]
+    return proc.tail(output, 1)[:200] or "cosign verify failed"
+
+
+def check_attestations(
+    image: ImageRef, found: attest.Attestations, rules: Verify, git_sha: str
+) -> str:
+    """Why the attestations are not acceptable, or "" when they are."""
+    if image.attestations and tuple(found.digests()) != tuple(image.attestations):
+        return "attestations differ from the ones the build recorded"
+    if rules.provenance:
+        reason = _check_provenance(found, git_sha)
+        if reason:
+            return reason
+    if rules.sbom and not found.of_type(attest.SPDX_TYPE):
+        return "no SBOM attestation"
+    return ""
+
+
+def _check_provenance(found: attest.Attestations, git_sha: str) -> str:
+    statements = found.of_type(attest.PROVENANCE_TYPES)
+    if not statements:
+        return "no provenance attestation"
+    covered = {image for image, _ in statements}
+    missing = [image for image in found.manifests if image not in covered]
+    if missing:
+        return f"no provenance attestation for {missing[0]}"
+    for image, statement in statements:
+        if image not in statement.subjects:
+            return f"provenance {statement.digest[:19]} does not describe {image[:19]}"
+        revision = attest.provenance_revision(statement.predicate)
+        if git_sha and revision and revision != git_sha:
+            return f"provenance names commit {revision[:12]}, not {git_sha[:12]}"
+    return ""
