@@ -66,9 +66,9 @@ def build_images(
     git = git_info(cfg.root, env)
     bases = base_refs(cfg, only)
     registry = registry_client(cfg, env)
-    if push:
-        _reachable(registry, builder, git, out_dir)
     names = ", ".join(i.name for i in select_images(cfg, only))
+    if push:
+        _reachable(registry, names, builder, git, out_dir)
     try:
         chosen = choose_builder(builder, cfg, out_dir=out_dir, base_refs=bases)
     except CiError as exc:
@@ -95,12 +95,13 @@ def build_images(
     return result
 
 
-def _reachable(registry: Client, builder: str, git: GitInfo, out_dir: Path) -> None:
+def _reachable(registry: Client, names: str, builder: str, git: GitInfo, out_dir: Path) -> None:
     """A push needs the registry: unreachable is an environment not ready (exit 3), recorded
     as a failed attempt beside the last good ``images.json``, which stays as it was."""
     try:
         registry.ping()
     except RegistryUnreachable as exc:
+        exc.message = f"cannot push {names}: {exc.message}"
         failed = ImagesResult(builder, True, git, [])
         failed.errors = [exc]
         write_result(failed, out_dir)

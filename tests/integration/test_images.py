@@ -161,14 +161,20 @@ def test_actions_outputs_and_summary(project: Project, tmp_path: Path) -> None:
 
 
 def test_registry_down_is_one_line_naming_the_images(project: Project) -> None:
+    """Unreachable is an environment not ready (exit 3); the last good record stays."""
+    project.out.mkdir(parents=True, exist_ok=True)
+    good = project.out / "images.json"
+    good.write_text('{"images": []}\n', encoding="utf-8")
     proc = project.ci(
         "images", "build", "--push", "--builder", "docker", CI_REGISTRY="127.0.0.1:5999"
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 3, proc.stderr
     first = proc.stderr.strip().splitlines()[0]
-    assert first.startswith("error: image api: registry lookup of 127.0.0.1:5999/")
+    assert first.startswith("error: cannot push api, web: registry 127.0.0.1:5999 unreachable")
     assert "connection refused" in first
-    assert "(and 1 more image(s) failed)" in first
+    assert good.read_text(encoding="utf-8") == '{"images": []}\n'
+    failed = json.loads((project.out / "images.failed.json").read_text(encoding="utf-8"))
+    assert failed["push"] is True
 
 
 def test_docker_daemon_down_names_the_images(project: Project) -> None:
