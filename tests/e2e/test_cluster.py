@@ -1,7 +1,7 @@
 """The local cluster as the pipeline sees it: ``ci cluster status`` and the end-to-end checks.
 
-The tests marked ``e2e`` need a running cluster (``make cluster-up``; ``make test-e2e`` starts
-one). The provider selection and state parsing tests at the end run everywhere.
+They need a running cluster (``make cluster-up``; ``make test-e2e`` starts one). Provider
+selection and state parsing, which need none, are tested in ``tests/unit/test_cluster.py``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ci import cluster, proc
+from ci import proc
 from ci.cli import main
-from ci.cluster import builtin, existing, kind
 from ci.cluster.base import ClusterInfo
-from ci.errors import ClusterError, ConfigError, EnvironmentNotReady
 
 e2e = pytest.mark.e2e
 
@@ -373,80 +371,3 @@ def test_ingress_answers_where_only_ingress_nginx_is_admitted(policy_lab: Policy
     policy_lab.apply(network_policy("web-from-ingress", web, "ingress-nginx"))
     assert eventually(policy_lab.ingress_reaches_web, True), "ingress-nginx was not admitted"
     assert not policy_lab.client_reaches_web(), "ingress-nginx's policy admitted another namespace"
-
-
-# ------------------------------------------------------------ provider selection (no cluster)
-
-STATE = {
-    "provider": "builtin",
-    "kubernetes_version": "v1.34.4",
-    "kubeconfig": "/run/x/kubeconfig",
-    "kubectl": "/cache/kubectl",
-    "ingress_url": "http://127.0.0.1:18080",
-    "startup_seconds": 20.5,
-}
-
-
-@pytest.fixture
-def no_cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cluster.KUBECONFIG_ENV, raising=False)
-    monkeypatch.delenv(cluster.PROVIDER_ENV, raising=False)
-
-
-@pytest.mark.usefixtures("no_cluster_env")
-def test_auto_prefers_a_given_kubeconfig(tmp_path: Path) -> None:
-    provider = cluster.get_provider("auto", tmp_path / "config")
-    assert isinstance(provider, existing.ExistingCluster)
-
-
-@pytest.mark.usefixtures("no_cluster_env")
-def test_auto_falls_back_to_builtin_without_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kind, "usable", lambda: False)
-    assert isinstance(cluster.get_provider(), builtin.BuiltinCluster)
-
-
-@pytest.mark.usefixtures("no_cluster_env")
-def test_auto_uses_kind_where_it_works(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kind, "usable", lambda: True)
-    assert isinstance(cluster.get_provider(), kind.KindCluster)
-
-
-@pytest.mark.usefixtures("no_cluster_env")
-def test_existing_needs_a_kubeconfig() -> None:
-    with pytest.raises(ConfigError, match="needs --kubeconfig"):
-        cluster.get_provider("existing")
-
-
-@pytest.mark.usefixtures("no_cluster_env")
-def test_unknown_provider_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown cluster provider 'k3d'"):
-        cluster.get_provider("k3d")
-
-
-def test_kind_is_unusable_without_its_binary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")
-    assert kind.usable() is False
-
-
-def test_state_file_becomes_cluster_info() -> None:
-    info = builtin.parse_state(STATE)
-    assert info.kubeconfig == Path("/run/x/kubeconfig")
-    assert info.kubectl == "/cache/kubectl"
-    assert ("startup", "20.5 s") in info.fields()
-    assert ("ingress url", "http://127.0.0.1:18080") in info.fields()
-
-
-def test_state_file_without_kubeconfig_is_a_cluster_error() -> None:
-    with pytest.raises(ClusterError, match="missing 'kubeconfig'"):
-        builtin.parse_state({"provider": "builtin"})
-
-
-def test_builtin_status_without_state_is_not_ready(tmp_path: Path) -> None:
-    provider = builtin.BuiltinCluster(state=tmp_path)
-    with pytest.raises(EnvironmentNotReady, match="not running"):
-        provider.status()
-
-
-def test_existing_down_leaves_the_cluster_alone(tmp_path: Path) -> None:
-    message = existing.ExistingCluster(tmp_path / "config").down()
-    assert message.startswith("left the existing cluster running")
