@@ -166,10 +166,6 @@ def test_helm_test_asks_the_api_port(helm_bin: helm.Helm) -> None:
     script = pod["spec"]["containers"][0]["command"][-1]
     assert "/dev/tcp/schedule-app-backend/8080" in script
     assert "GET /api/healthz " in script
-    config = one(render(helm_bin), "ConfigMap", "-backend")["data"]
-    assert config["MANAGEMENT_ENDPOINT_HEALTH_GROUP_READINESS_ADDITIONAL_PATH"] == (
-        "server:/api/healthz"
-    )
 
 
 # ------------------------------------------------------------------ 2. credentials are files
