@@ -103,9 +103,10 @@ def main(ctx: click.Context, config_path: Path, out_dir: Path) -> None:
 
 def _register(root: click.Group) -> None:
     """Attach every command group; each lives in its own module under ``ci/commands``."""
-    from ci.commands import chart, cluster, config, deploy, images, pipeline, smoke, tools
+    from ci.commands import chart, cluster, config, deploy, images, init, pipeline, smoke, tools
 
     for command in (
+        init.init_cmd,
         config.config_group,
         tools.tools_group,
         tools.doctor,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ci.images.prune import PruneResult
     from ci.images.results import ImageResult, ImagesResult
     from ci.pipeline import PipelineResult, Step, Summary
+    from ci.scaffold import InitResult
     from ci.smoke import CheckResult, SmokeResult
     from ci.tools import InstallResult, ToolSpec, ToolStatus
 
@@ -108,6 +109,21 @@ def doctor(statuses: list[ToolStatus]) -> None:
     for s in statuses:
         if not s.ok:
             gha.echo(f"{s.name}: {s.hint}", sys.stderr)
+
+
+def init_result(result: InitResult) -> None:
+    """Each file ``ci init`` wrote or kept, then what to do next."""
+    found = ", ".join(f"{i.name} ({i.dockerfile})" for i in result.images) or "none"
+    gha.echo(f"images: {found}")
+    chart = "starter chart" if result.chart_written else "existing chart"
+    gha.echo(f"chart: {result.chart} ({chart})")
+    for path in result.created:
+        gha.echo(f"created {path}")
+    for path in result.overwritten:
+        gha.echo(f"overwrote {path}")
+    for path in result.kept:
+        gha.echo(f"kept {path} (it exists; --force overwrites it)")
+    gha.echo("next: ci config validate && ci chart check")
 
 
 def warnings(messages: Iterable[str]) -> None:
