@@ -12,6 +12,7 @@ signature is checked against its public key); keyless signatures must, that is h
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +93,19 @@ class Signer:
         return [*argv, "--key", key, "--tlog-upload=false", ref], env
 
 
+_KEY_LOCK = threading.Lock()
+
+
 def ensure_key(signing: Signing, password: str = "") -> Path:
-    """The private key file, generated with its ``.pub`` beside it on first use."""
+    """The private key file, generated with its ``.pub`` beside it on first use.
+
+    Images are signed in parallel: one lock makes sure only the first generates the key.
+    """
+    with _KEY_LOCK:
+        return _ensure_key(signing, password)
+
+
+def _ensure_key(signing: Signing, password: str) -> Path:
     if signing.key is None:
         raise ConfigError(
             f"registry.signing: mode key needs ${signing.key_env} (the key's content) "

@@ -128,6 +128,8 @@ def check_attestations(
     image: ImageRef, found: attest.Attestations, rules: Verify, git_sha: str
 ) -> str:
     """Why the attestations are not acceptable, or "" when they are."""
+    if rules.provenance and not found.of_type(attest.PROVENANCE_TYPES):
+        return "no provenance attestation"
     if image.attestations and tuple(found.digests()) != tuple(image.attestations):
         return "attestations differ from the ones the build recorded"
     if rules.provenance:
