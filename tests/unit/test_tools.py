@@ -33,7 +33,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, P
     monkeypatch.setenv("DOCKER_CONFIG", str(dirs["docker"]))
     for name in ("CI_HELM", "CI_HELM_MAJOR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(tools, "GO_FALLBACK", tmp_path / "no-go" / "go")
+    monkeypatch.setattr(tools.discovery, "GO_FALLBACK", tmp_path / "no-go" / "go")
     tools.clear_cache()
     yield dirs
     tools.clear_cache()
