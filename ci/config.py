@@ -37,9 +37,9 @@ SCHEMA_RESOURCE = "config.schema.json"
 
 @dataclass(frozen=True)
 class Signing:
-    """How pushed digests are signed: ``off``, ``key`` (a cosign key) or ``keyless`` (OIDC)."""
+    """How pushed digests are signed: ``none``, ``key`` (a cosign key) or ``keyless`` (OIDC)."""
 
-    mode: str = "off"
+    mode: str = "none"
     key: Path | None = None
     key_env: str = "COSIGN_PRIVATE_KEY"
     password_env: str = "COSIGN_PASSWORD"

@@ -32,7 +32,7 @@ def buildx_args(reg: Registry, *, push: bool, sbom_generator: str | None) -> lis
     if not push:
         return ["--provenance=false", "--sbom=false"]
     args = [
-        "--provenance=false" if reg.provenance == "off" else f"--provenance=mode={reg.provenance}"
+        "--provenance=false" if reg.provenance == "none" else f"--provenance=mode={reg.provenance}"
     ]
     if reg.sbom and sbom_generator:
         args.append(f"--sbom=generator={sbom_generator}")

@@ -54,8 +54,8 @@ class Signer:
 
     @classmethod
     def from_config(cls, reg: Registry, env: Mapping[str, str] | None = None) -> Signer | None:
-        """A signer, or None when signing is off."""
-        if reg.signing.mode == "off":
+        """A signer, or None when nothing is to be signed (mode none)."""
+        if reg.signing.mode == "none":
             return None
         return cls(reg.signing, reg.host, reg.insecure, os.environ if env is None else env)
 

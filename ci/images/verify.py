@@ -45,10 +45,17 @@ def verify_images(
 ) -> list[ImageRef]:
     """Verify every image for ``env_name``; return them with signature and attestation digests.
 
-    Without ``environments.NAME.verify`` the images are returned unchanged. Every image is
-    checked; the first refusal is raised, saying how many others were refused too.
+    Without ``environments.NAME.verify`` the images are returned unchanged, except in an
+    environment with approval (production), which must verify. Every image is checked; the
+    first refusal is raised, saying how many others were refused too.
     """
-    rules = cfg.environment(env_name).verify
+    environment = cfg.environment(env_name)
+    rules = environment.verify
+    if rules is None and environment.approval:
+        raise VerificationFailed(
+            f"environment '{env_name}' needs approval, so its images must be verified: "
+            f"set environments.{env_name}.verify (a public key, or identity and issuer)"
+        )
     if rules is None:
         return list(images)
     env = os.environ if env is None else env

@@ -49,7 +49,7 @@ def test_pushed_builds_get_max_provenance_and_the_configured_generator(
 
 
 def test_provenance_off_and_no_sbom(cfg: config.Config) -> None:
-    reg = _registry(cfg, provenance="off", sbom=False)
+    reg = _registry(cfg, provenance="none", sbom=False)
     assert attest.buildx_args(reg, push=True, sbom_generator="x") == [
         "--provenance=false",
         "--sbom=false",
@@ -337,3 +337,11 @@ def test_an_unreachable_registry_is_an_environment_not_ready() -> None:
         client.ping()
     assert isinstance(caught.value, registry.RegistryUnreachable)
     assert exit_code(caught.value) == 3
+
+
+def test_an_environment_with_approval_must_verify(cfg: config.Config) -> None:
+    env = dataclasses.replace(cfg.environments["test"], approval=True)
+    strict = dataclasses.replace(cfg, environments={"test": env})
+    with pytest.raises(verify.VerificationFailed, match="needs approval") as caught:
+        verify.verify_images(strict, "test", [REF])
+    assert exit_code(caught.value) == 1
