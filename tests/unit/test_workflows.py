@@ -53,7 +53,8 @@ def workflow_files() -> list[Path]:
 
 
 def action_files() -> list[Path]:
-    return sorted((ROOT / ".github" / "actions").glob("*/action.y*ml"))
+    """The local actions and the root action other repositories use (``uses: OWNER/REPO@v1``)."""
+    return [*sorted((ROOT / ".github" / "actions").glob("*/action.y*ml")), ROOT / "action.yml"]
 
 
 def rel(path: Path) -> str:
@@ -659,35 +660,37 @@ def test_every_step_waits_for_the_steps_pipeline_py_says_it_needs(event: Event) 
     assert gating_problems(plan(PUSH_WORKFLOW, event)) == []
 
 
+REUSABLE_WORKFLOW = Path(".github/workflows/pipeline.yml")
+
 GATING_BREAKS = {
     "staging needs only build": (
-        ".github/workflows/ci.yml",
-        "needs: [lint, build, chart]",
+        ".github/workflows/pipeline.yml",
+        "needs: [build, chart]",
         "needs: [build]",
         "`deploy` can start before `chart` succeeded",
     ),
     "staging needs no build": (
-        ".github/workflows/ci.yml",
-        "needs: [lint, build, chart]",
-        "needs: [lint, chart]",
+        ".github/workflows/pipeline.yml",
+        "needs: [build, chart]",
+        "needs: [chart]",
         "`deploy` can start before `images` succeeded",
     ),
     "staging runs always": (
-        ".github/workflows/ci.yml",
-        "      github.event_name == 'push' &&\n",
-        "      always() && github.event_name == 'push' &&\n",
+        ".github/workflows/pipeline.yml",
+        "      inputs.deploy-environment != '' &&\n",
+        "      always() && inputs.deploy-environment != '' &&\n",
         "`deploy` can start before `config` succeeded",
     ),
     "a deploy failure is ignored": (
-        ".github/workflows/deploy.yml",
+        ".github/workflows/pipeline.yml",
         "      - name: Deploy the images built by this run\n",
         "      - name: Deploy the images built by this run\n        continue-on-error: true\n",
         "`smoke` can start before `deploy` succeeded",
     ),
     "smoke runs after a failed deploy": (
-        ".github/workflows/deploy.yml",
-        "        if: ${{ !inputs.diff-only }}\n        env:",
-        "        if: ${{ always() && !inputs.diff-only }}\n        env:",
+        ".github/workflows/pipeline.yml",
+        "      - name: Smoke checks\n        env:",
+        "      - name: Smoke checks\n        if: always()\n        env:",
         "`smoke` can start before `deploy` succeeded",
     ),
 }
@@ -894,7 +897,8 @@ def test_caller_and_called_concurrency_groups_never_collide() -> None:
     """A caller holding the same group as the job it calls would wait for itself forever."""
     called = {
         str(job.get("concurrency", {}).get("group"))
-        for job in load_yaml(ROOT / ".github/workflows/deploy.yml")["jobs"].values()
+        for workflow in (".github/workflows/deploy.yml", REUSABLE_WORKFLOW)
+        for job in load_yaml(ROOT / workflow)["jobs"].values()
     }
     for path in (PUSH_WORKFLOW, PROD_WORKFLOW):
         assert str(load_yaml(ROOT / path).get("concurrency", {}).get("group")) not in called
@@ -924,3 +928,116 @@ def test_secrets_reach_only_the_steps_that_need_them_and_are_never_printed() -> 
         if secret_vars:
             programs = {words[0] for words in command_words(script)}
             assert programs <= SECRET_STEP_PROGRAMS, f"{where}: secrets passed to {programs}"
+
+
+# ======================================================================== tests: reuse
+
+
+def reusable() -> dict[str, Any]:
+    return load_yaml(ROOT / REUSABLE_WORKFLOW)
+
+
+def test_the_reusable_workflow_takes_the_configuration_and_environments_and_gives_digests() -> None:
+    call = reusable()["on"]["workflow_call"]
+    assert {"config", "deploy-environment", "github-environment"} <= set(call["inputs"])
+    assert {"toolkit-repository", "toolkit-ref"} <= set(call["inputs"])
+    assert call["inputs"]["config"]["default"] == "ci.yaml"
+    outputs = {k: v["value"] for k, v in call["outputs"].items()}
+    assert outputs["images"] == "${{ jobs.build.outputs.images }}"
+    assert outputs["release-manifest"] == "${{ jobs.deploy.outputs.release-artifact }}"
+    assert reusable()["env"]["CI_CONFIG"] == "${{ inputs.config }}", "config input unused"
+
+
+def test_the_images_output_comes_from_the_step_that_built_them() -> None:
+    build = reusable()["jobs"]["build"]
+    ids = {s.get("id"): s for s in build["steps"]}
+    for step_id in EXPR.findall(build["outputs"]["images"])[0].split("||"):
+        step = ids[step_id.strip().split(".")[1]]
+        [args] = ci_argv(step["run"], {})
+        found = pipeline_step_of(args)
+        assert found is not None
+        assert found.name == "images", step_id
+
+
+def test_the_release_manifest_artifact_is_the_one_the_deploy_job_keeps() -> None:
+    deploy = reusable()["jobs"]["deploy"]
+    kept = [s for s in deploy["steps"] if str(s.get("uses", "")).startswith("actions/upload-")]
+    assert [s["with"]["name"] for s in kept] == [deploy["outputs"]["release-artifact"]]
+
+
+def test_every_reusable_job_runs_ci_from_the_toolkit_at_the_requested_ref() -> None:
+    """A caller in another repository has no ci/ nor Makefile: each job checks the toolkit out
+    at toolkit-ref and sets `ci` up through the root action from that checkout."""
+    for workflow in (REUSABLE_WORKFLOW, Path(".github/workflows/deploy.yml")):
+        doc = load_yaml(ROOT / workflow)
+        for job_id, job in doc["jobs"].items():
+            steps = job["steps"]
+            toolkit = [s for s in steps if (s.get("with") or {}).get("path") == ".ci-toolkit"]
+            assert len(toolkit) == 1, f"{workflow}:{job_id}: no checkout of the toolkit"
+            assert toolkit[0]["with"]["repository"] == "${{ env.TOOLKIT_REPOSITORY }}"
+            assert toolkit[0]["with"]["ref"] == "${{ env.TOOLKIT_REF }}"
+            setup = [s for s in steps if s.get("uses") == "./.ci-toolkit"]
+            assert len(setup) == 1, f"{workflow}:{job_id}: ci is not set up from the toolkit"
+            assert steps.index(toolkit[0]) < steps.index(setup[0])
+            assert not [s for s in steps if s.get("uses") == "./.github/actions/setup-ci"]
+        assert "inputs.toolkit-ref" in doc["env"]["TOOLKIT_REF"]
+        assert "inputs.toolkit-repository" in doc["env"]["TOOLKIT_REPOSITORY"]
+
+
+def test_the_root_action_installs_ci_from_its_own_files() -> None:
+    action = load_yaml(ROOT / "action.yml")
+    assert action["runs"]["using"] == "composite"
+    scripts = "\n".join(str(s.get("run", "")) for s in action["runs"]["steps"])
+    assert 'install --quiet --disable-pip-version-check "$GITHUB_ACTION_PATH"' in scripts
+    assert {"tools", "python-version"} <= set(action["inputs"])
+
+
+def adopter_workflow(tmp_path: Path) -> Path:
+    """The workflow `ci init` writes, in a copy of .github, calling the local pipeline.yml."""
+    from ci import scaffold
+
+    root = tmp_path / "adopter"
+    (root / "api").mkdir(parents=True)
+    (root / "api" / "Dockerfile").write_text("FROM scratch\n")
+    scaffold.init(root, toolkit="acme/toolkit", ref="v1")
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    written = (root / ".github/workflows/ci.yml").read_text()
+    remote = "acme/toolkit/.github/workflows/pipeline.yml@v1"
+    assert written.count(remote) == 1
+    target = tmp_path / ".github/workflows/adopter.yml"
+    target.write_text(written.replace(remote, "./.github/workflows/pipeline.yml"))
+    return target.relative_to(tmp_path)
+
+
+def test_the_workflow_ci_init_writes_calls_the_pipeline_as_it_declares(tmp_path: Path) -> None:
+    workflow = adopter_workflow(tmp_path)
+    job = load_yaml(tmp_path / workflow)["jobs"]["pipeline"]
+    call = reusable()["on"]["workflow_call"]
+    assert set(job["with"]) <= set(call["inputs"]), "an input pipeline.yml does not declare"
+    assert set(job["secrets"]) <= set(call["secrets"]), "a secret pipeline.yml does not declare"
+    needed = {"contents", "packages", "actions"}
+    assert set(job["permissions"]) == needed, "the caller must grant what the jobs ask for"
+
+
+@pytest.mark.parametrize("event", [PUSH_MAIN, PUSH_TAG, PULL_REQUEST], ids=["main", "tag", "pr"])
+def test_an_adopters_run_is_gated_like_this_repositorys(event: Event, tmp_path: Path) -> None:
+    workflow = adopter_workflow(tmp_path)
+    runs = plan(workflow, event, tmp_path)
+    assert gating_problems(runs) == []
+    names = sorted(step.name for _, step in pipeline_steps(runs))
+    deploys = event is PUSH_MAIN
+    expected = ["chart", "config", "images"] + (["deploy", "smoke"] if deploys else [])
+    assert names == sorted(expected)
+    checkouts = [r for r in runs if r.given.get("path") == ".ci-toolkit"]
+    assert checkouts
+    assert {(r.given["repository"], r.given["ref"]) for r in checkouts} == {("acme/toolkit", "v1")}
+
+
+def test_no_deploy_environment_means_no_deploy(tmp_path: Path) -> None:
+    workflow = adopter_workflow(tmp_path)
+    path = tmp_path / workflow
+    path.write_text(
+        path.read_text().replace("deploy-environment: staging", 'deploy-environment: ""')
+    )
+    names = {step.name for _, step in pipeline_steps(plan(workflow, PUSH_MAIN, tmp_path))}
+    assert names == {"config", "images", "chart"}
