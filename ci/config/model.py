@@ -1,0 +1,155 @@
+"""The validated configuration as typed objects: what every step reads from ``ci.yaml``.
+
+Paths are absolute (resolved against the file's folder) and durations are seconds, so a step
+never re-interprets the file; ``Config.data`` keeps the defaulted data ``config show`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ConfigError, Location
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How pushed digests are signed: ``none``, ``key`` (a cosign key) or ``keyless`` (OIDC)."""
+
+    mode: str = "none"
+    key: Path | None = None
+    key_env: str = "COSIGN_PRIVATE_KEY"
+    password_env: str = "COSIGN_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What ``ci images prune`` keeps besides released digests."""
+
+    keep_per_branch: int = 10
+    keep_days: int = 14
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    namespace: str
+    insecure: bool
+    username_env: str
+    password_env: str
+    cache: bool
+    provenance: str = "max"
+    sbom: bool = False
+    sbom_generator: str = "docker/buildkit-syft-scanner:stable-1"
+    sbom_generator_base: str | None = None
+    signing: Signing = field(default_factory=Signing)
+    retention: Retention = field(default_factory=Retention)
+
+    def repository(self, image: str) -> str:
+        """Full repository name of an image, without tag or digest."""
+        parts = [self.host, self.namespace, image] if self.namespace else [self.host, image]
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    dockerfile: Path
+    context: Path
+    build_args: dict[str, str]
+    platforms: tuple[str, ...]
+    values_key: str
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Chart:
+    path: Path
+    kubernetes_version: str
+    crds: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Verify:
+    """What ``ci deploy`` requires of every digest: a signature by this key or identity."""
+
+    key: Path | None = None
+    identity: str | None = None
+    identity_regexp: str | None = None
+    issuer: str | None = None
+    provenance: bool = True
+    sbom: bool = False
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    namespace: str
+    release: str
+    values: tuple[Path, ...]
+    timeout: int
+    approval: bool
+    rollback_on_smoke_failure: bool
+    kube_context: str | None = None
+    kubeconfig: Path | None = None
+    kubeconfig_env: str | None = None
+    base_url: str | None = None
+    verify: Verify | None = None
+
+
+@dataclass(frozen=True)
+class SmokeCheck:
+    name: str
+    type: str
+    method: str
+    expect_status: int
+    path: str | None = None
+    json: Any = None
+    expect_body: str | None = None
+    expect_json: dict[str, Any] | None = None
+    save: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Smoke:
+    deadline: int
+    interval: int
+    checks: tuple[SmokeCheck, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration; paths are absolute, resolved against the file's folder."""
+
+    path: Path
+    root: Path
+    project: str
+    registry: Registry
+    images: tuple[Image, ...]
+    chart: Chart
+    environments: dict[str, Environment]
+    smoke: Smoke
+    #: The file's data with every default filled in, as ``config show`` prints it.
+    data: dict[str, Any]
+
+    def environment(self, name: str) -> Environment:
+        """The named environment, or a usage error that lists the known ones."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.environments)
+            raise ConfigError(
+                f"unknown environment '{name}' (expected one of: {known})",
+                location=Location(str(self.path)),
+            ) from None
+
+    def image(self, name: str) -> Image:
+        """The named image, or a usage error that lists the known ones."""
+        for image in self.images:
+            if image.name == name:
+                return image
+        known = ", ".join(i.name for i in self.images)
+        raise ConfigError(
+            f"unknown image '{name}' (expected one of: {known})", location=Location(str(self.path))
+        )
