@@ -193,7 +193,10 @@ def test_dockerfile_syntax_error_points_at_the_line(project: Project) -> None:
     first = proc.stderr.strip().splitlines()[0]
     assert "web/Dockerfile:3: image web: build failed:" in first
     assert "unknown instruction: RUNN" in first
-    assert project.results()["api"]["status"] == "built"  # the other image still finished
+    # The other image still finished; the failed run is recorded beside images.json, not in it.
+    failed = json.loads((project.out / "images.failed.json").read_text(encoding="utf-8"))
+    assert {i["name"]: i["status"] for i in failed["images"]} == {"api": "built", "web": "failed"}
+    assert not (project.out / "images.json").exists()
 
 
 def test_missing_build_context_names_the_image(project: Project) -> None:
