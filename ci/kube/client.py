@@ -1,0 +1,167 @@
+"""A connected Kubernetes client, and whether an API server is ready.
+
+The official ``kubernetes`` package is imported on first use (it is slow to import and
+``ci --help`` must stay fast); its objects are turned into plain dicts (the API's camelCase
+JSON) at once, so that every decision about them is a pure function on a dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ci import errors
+from ci.errors import EnvironmentNotReady
+from ci.kube.checks import container_statuses
+from ci.kube.kubeconfig import Access
+
+#: Pod Security Standards labels every deploy namespace carries.
+PSS_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
+LOG_LINES = 20
+
+
+class Kube:
+    """A connected client: the typed APIs plus conversion of their objects to dicts."""
+
+    def __init__(self, acc: Access, request_timeout: float = 15.0) -> None:
+        client, config = modules("client", "config")
+        conf = client.Configuration()
+        conf.retries = 1
+        try:
+            config.load_kube_config(
+                config_file=acc.kubeconfig, context=acc.context, client_configuration=conf
+            )
+        except Exception as exc:  # ConfigException, OSError, YAML errors: all "cannot connect"
+            raise EnvironmentNotReady(
+                f"cannot load kubeconfig {acc.source}: {first_line(exc)}"
+            ) from None
+        self.access = acc
+        self.timeout = request_timeout
+        self.api: Any = client.ApiClient(conf)
+        self.core: Any = client.CoreV1Api(self.api)
+        self.apps: Any = client.AppsV1Api(self.api)
+        self.batch: Any = client.BatchV1Api(self.api)
+        self.version_api: Any = client.VersionApi(self.api)
+
+    def to_dict(self, obj: Any) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return data
+
+    def items(self, response: Any) -> list[dict[str, Any]]:
+        return [self.to_dict(i) for i in response.items]
+
+    def server_version(self) -> str:
+        """The API server's version; ``EnvironmentNotReady`` (exit 3) when it does not answer."""
+        try:
+            info = self.version_api.get_code(_request_timeout=self.timeout)
+        except Exception as exc:
+            raise EnvironmentNotReady(
+                f"cluster unreachable through {self.access.source}: {first_line(exc)}"
+            ) from None
+        return str(info.git_version)
+
+    def ready(self) -> bool:
+        """True when the API server answers ``/readyz`` with 200: serving, not just listening.
+
+        There is no typed API for ``/readyz``; the request goes through the client's own
+        connection pool (its TLS and client certificates) with its bearer token, if any.
+        """
+        conf = self.api.configuration
+        auth = conf.auth_settings().get("BearerToken") or {}
+        headers = {auth["key"]: auth["value"]} if auth.get("value") else {}
+        try:
+            response = self.api.rest_client.request(
+                "GET", conf.host + "/readyz", headers=headers, _request_timeout=self.timeout
+            )
+        except Exception:  # refused, timed out, TLS or an error status: all "not ready"
+            return False
+        return int(response.status) == 200
+
+    def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> str:
+        """Create the namespace with ``labels``, or add missing labels; say which happened."""
+        (exceptions,) = modules("client.exceptions")
+        try:
+            ns = self.to_dict(self.core.read_namespace(name, _request_timeout=self.timeout))
+        except exceptions.ApiException as exc:
+            if exc.status != 404:
+                raise EnvironmentNotReady(f"namespace {name}: {exc.status} {exc.reason}") from None
+            body = {"metadata": {"name": name, "labels": dict(labels)}}
+            self.core.create_namespace(body, _request_timeout=self.timeout)
+            return "created"
+        have = ns.get("metadata", {}).get("labels") or {}
+        missing = {k: v for k, v in labels.items() if have.get(k) != v}
+        if not missing:
+            return "unchanged"
+        self.core.patch_namespace(
+            name, {"metadata": {"labels": missing}}, _request_timeout=self.timeout
+        )
+        return "labelled"
+
+    def pod_logs(self, namespace: str, pod: dict[str, Any], lines: int = LOG_LINES) -> str:
+        """The last lines of each container (the crashed run's when the current one is empty)."""
+        out = []
+        name = pod["metadata"]["name"]
+        statuses = container_statuses(pod)
+        for c in (pod.get("spec") or {}).get("containers", []):
+            restarted = statuses.get(c["name"], {}).get("restartCount", 0) > 0
+            text = self._log(namespace, name, c["name"], lines, previous=False)
+            if not text.strip() and restarted:
+                text = self._log(namespace, name, c["name"], lines, previous=True)
+            if text.strip():
+                out.append(f"[{c['name']}]\n{text.rstrip()}")
+        return "\n".join(out)
+
+    def _log(self, ns: str, pod: str, container: str, lines: int, *, previous: bool) -> str:
+        try:
+            text: str = self.core.read_namespaced_pod_log(
+                pod,
+                ns,
+                container=container,
+                tail_lines=lines,
+                previous=previous,
+                _request_timeout=self.timeout,
+            )
+        except Exception:  # no logs yet (container not started) is not an error to report
+            return ""
+        return text
+
+
+def modules(*names: str) -> tuple[Any, ...]:
+    """Parts of the ``kubernetes`` package, imported on first use and typed loosely.
+
+    Its generated API is only partly annotated; the dicts this module works on are typed.
+    """
+    import importlib
+
+    return tuple(importlib.import_module(f"kubernetes.{n}") for n in names)
+
+
+def connect(acc: Access) -> Kube:
+    """A client whose API server answered: reachability is checked before anything changes."""
+    kube = Kube(acc)
+    kube.server_version()
+    return kube
+
+
+def api_ready(kubeconfig: Path, *, context: str | None = None, timeout: float = 20.0) -> bool:
+    """True when the cluster of a kubeconfig file answers ``/readyz`` within ``timeout``."""
+    if not kubeconfig.is_file():
+        return False
+    try:
+        kube = Kube(Access(str(kubeconfig), context, str(kubeconfig)), request_timeout=timeout)
+    except EnvironmentNotReady:  # a kubeconfig the client cannot load reaches no cluster
+        return False
+    return kube.ready()
+
+
+def first_line(exc: BaseException) -> str:
+    """The useful part of a client error: urllib3 buries the OS error deep in its message."""
+    text = str(exc).strip() or type(exc).__name__
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if errno:
+        return errno.group(0).strip()
+    return errors.first_line(text, 300)

@@ -1,0 +1,169 @@
+"""Progress while Helm runs: readiness changes, hook Jobs and Warning events as they happen."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ci.kube.checks import event_line, job_line, pod_problem, pvc_line, workload_line, worth_showing
+from ci.kube.client import Kube, first_line, modules
+
+Sink = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- snapshot
+
+
+def status_lines(kube: Kube, namespace: str) -> list[tuple[str, bool]]:
+    """``(line, done)`` per workload, Job and claim in the namespace, as it stands now."""
+    out = []
+    for d in kube.items(kube.apps.list_namespaced_deployment(namespace, _request_timeout=10)):
+        out.append(workload_line("Deployment", d))
+    for s in kube.items(kube.apps.list_namespaced_stateful_set(namespace, _request_timeout=10)):
+        out.append(workload_line("StatefulSet", s))
+    for j in kube.items(kube.batch.list_namespaced_job(namespace, _request_timeout=10)):
+        out.append(job_line(j))
+    claims = kube.core.list_namespaced_persistent_volume_claim(namespace, _request_timeout=10)
+    out += [pvc_line(c) for c in kube.items(claims)]
+    return out
+
+
+def progress_lines(kube: Kube, namespace: str) -> list[str]:
+    return [line for line, _done in status_lines(kube, namespace)]
+
+
+def pods_with_problems(kube: Kube, namespace: str) -> list[tuple[dict[str, Any], str]]:
+    pods = kube.items(kube.core.list_namespaced_pod(namespace, _request_timeout=10))
+    found = []
+    for pod in pods:
+        problem = pod_problem(pod)
+        if problem:
+            found.append((pod, problem))
+    return found
+
+
+# ----------------------------------------------------------------------------- monitor
+
+
+@dataclass
+class PodReport:
+    name: str
+    problem: str
+    logs: str
+
+
+@dataclass
+class Monitor:
+    """Watches a namespace while Helm runs: readiness changes, hook Jobs, Warning events.
+
+    Three daemon threads: one polls workloads, claims and pods (reporting only what
+    changed), two watch Jobs and events. Pods seen failing have their last log lines kept at
+    once, because a rollback deletes them before a diagnosis could read them.
+    """
+
+    kube: Kube
+    namespace: str
+    sink: Sink
+    interval: float = 3.0
+    problems: dict[str, PodReport] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for target in (self._poll, self._watch_events, self._watch_jobs):
+            t = threading.Thread(target=self._guard(target), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=8)
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        """A monitor must never break a deploy: errors end the thread with one note."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:
+                if not self._stop.is_set():
+                    self._emit(f"(progress reporting stopped: {first_line(exc)})")
+
+        return run
+
+    def _emit(self, line: str) -> None:
+        with self._lock:
+            self.sink(line)
+
+    def _poll(self) -> None:
+        """Workloads and claims every ``interval``; failing pods with their logs."""
+        shown: dict[str, str] = {}
+        while not self._stop.is_set():
+            for line in progress_lines(self.kube, self.namespace):
+                key = line.split(" ", 1)[0].split(":", 1)[0]
+                if not key.startswith("job/") and shown.get(key) != line:
+                    shown[key] = line
+                    self._emit(f"  {line}")
+            for pod, problem in pods_with_problems(self.kube, self.namespace):
+                name = pod["metadata"]["name"]
+                known = self.problems.get(name)
+                if known is None or known.problem != problem:
+                    logs = self.kube.pod_logs(self.namespace, pod)
+                    self.problems[name] = PodReport(name, problem, logs)
+                    self._emit(f"  pod/{name}: {problem}")
+            self._stop.wait(self.interval)
+
+    def _watch_events(self) -> None:
+        """Warning events as they happen (repeats only when their count doubles)."""
+        shown: dict[str, int] = {}
+
+        def handle(kind: str, ev: dict[str, Any]) -> None:
+            if ev.get("type") != "Warning" or kind not in ("ADDED", "MODIFIED"):
+                return
+            if worth_showing(ev, shown):
+                line = event_line(ev)
+                self.warnings.append(line)
+                self._emit(f"  event: {line}")
+
+        self._watch(self.kube.core.list_namespaced_event, handle)
+
+    def _watch_jobs(self) -> None:
+        """Job status changes, watched rather than polled: Helm deletes a hook Job the moment
+        it succeeds, so polling would often miss the success."""
+        shown: dict[str, str] = {}
+
+        def handle(kind: str, job: dict[str, Any]) -> None:
+            line = job_line(job)[0]
+            name = job["metadata"]["name"]
+            if kind == "DELETED":
+                line = f"{line} (deleted)" if shown.get(name) != line else ""
+            if line and shown.get(name) != line:
+                shown[name] = line
+                self._emit(f"  {line}")
+
+        self._watch(self.kube.batch.list_namespaced_job, handle)
+
+    def _watch(self, list_fn: Any, handle: Callable[[str, dict[str, Any]], None]) -> None:
+        """Stream changes after the current state until stopped (short watches, resumed)."""
+        (watch,) = modules("watch")
+        version = list_fn(self.namespace, _request_timeout=10).metadata.resource_version
+        while not self._stop.is_set():
+            w = watch.Watch()
+            for item in w.stream(
+                list_fn,
+                self.namespace,
+                resource_version=version,
+                timeout_seconds=5,
+                _request_timeout=15,
+            ):
+                obj = self.kube.to_dict(item["object"])
+                version = obj.get("metadata", {}).get("resourceVersion", version)
+                handle(item["type"], obj)
+                if self._stop.is_set():
+                    w.stop()
+                    break
