@@ -1,0 +1,89 @@
+"""The Helm calls a deploy makes for one environment (history, render, rollback, ...)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ci import helm as helmlib
+from ci import proc
+from ci.config import Environment
+from ci.deploy.plan import Plan, set_args
+from ci.errors import ProcessError
+
+
+@dataclass
+class Cluster:
+    """Helm plus the kubeconfig of one environment: the Helm calls a deploy makes."""
+
+    helm: helmlib.Helm
+    env: Environment
+    kubeconfig: str | None
+
+    def _scope(self) -> dict[str, Any]:
+        return {
+            "namespace": self.env.namespace,
+            "kube_context": self.env.kube_context,
+            "kubeconfig": self.kubeconfig,
+        }
+
+    def history(self) -> list[dict[str, Any]]:
+        argv = helmlib.history_argv(self.helm, self.env.release, **self._scope())
+        result = proc.run(argv, timeout=60, check=False, what="helm history")
+        if not result.ok:
+            if "not found" in (result.stderr + result.stdout).lower():
+                return []
+            raise ProcessError(
+                f"helm history failed: {proc.tail(result.stderr, 3)}",
+                detail=proc.tail(result.stderr),
+            )
+        data = json.loads(result.stdout or "[]")
+        return list(data) if isinstance(data, list) else []
+
+    def manifest(self) -> str:
+        argv = helmlib.get_manifest_argv(self.helm, self.env.release, **self._scope())
+        result = proc.run(argv, timeout=60, check=False, what="helm get manifest")
+        return result.stdout if result.ok else ""
+
+    def render(self, plan: Plan) -> str:
+        argv = helmlib.template_argv(
+            self.helm,
+            plan.chart_dir,
+            release=self.env.release,
+            namespace=self.env.namespace,
+            values=plan.values,
+            set_values=set_args(plan),
+            include_crds=False,
+        )
+        return proc.run(argv, timeout=120, what="helm template").stdout
+
+    def rollback(self, revision: int | None) -> None:
+        argv = helmlib.rollback_argv(
+            self.helm,
+            self.env.release,
+            revision,
+            timeout=f"{self.env.timeout}s",
+            **self._scope(),
+        )
+        proc.run(argv, timeout=self.env.timeout + 60, what="helm rollback")
+
+    def uninstall(self) -> None:
+        argv = helmlib.uninstall_argv(self.helm, self.env.release, **self._scope())
+        proc.run(argv, timeout=self.env.timeout + 60, what="helm uninstall")
+
+    def revision(self) -> int:
+        argv = helmlib.status_argv(self.helm, self.env.release, **self._scope())
+        data = json.loads(proc.run(argv, timeout=60, what="helm status").stdout)
+        return int(data["version"])
+
+
+def history_text(history: list[dict[str, Any]]) -> str:
+    """``helm history`` as a few aligned lines for a failure report."""
+    lines = ["release history:"]
+    for h in sorted(history, key=lambda x: int(x["revision"]))[-6:]:
+        lines.append(
+            f"    {h.get('revision'):>3}  {h.get('status', ''):<16} {h.get('chart', ''):<22} "
+            f"{h.get('updated', '')[:19]}  {h.get('description', '')}"
+        )
+    return "\n".join(lines)
