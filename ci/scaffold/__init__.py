@@ -217,13 +217,12 @@ def plan(
     existing = find_chart(root)
     starter = existing is None
     chart = existing or Path("charts") / name
-    if starter:
-        staging, prod = chart / "values-staging.yaml", chart / "values-prod.yaml"
-    else:
-        staging = prod = chart / "values.yaml"
+    staging = _values_file(root, chart, "staging", starter)
+    prod = _values_file(root, chart, "prod", starter)
+    keyed = starter or _has_services(root / chart / "values.yaml")
     values = {
         "project": name,
-        "images": _images_block(images, starter),
+        "images": _images_block(images, keyed),
         "chart": chart.as_posix(),
         "staging_values": staging.as_posix(),
         "prod_values": prod.as_posix(),
@@ -241,6 +240,24 @@ def plan(
     if starter:
         files += [Planned(chart / rel, _render(f"chart/{rel}", values)) for rel in _chart_files()]
     return files, images, chart, starter
+
+
+def _values_file(root: Path, chart: Path, env: str, starter: bool) -> Path:
+    """``values-ENV.yaml`` of a starter chart or of a chart that has one, else values.yaml."""
+    own = chart / f"values-{env}.yaml"
+    return own if starter or (root / own).is_file() else chart / "values.yaml"
+
+
+def _has_services(values: Path) -> bool:
+    """Whether a chart's values follow the starter chart's layout (``services.NAME.image``),
+    as one that ``ci init`` made earlier does; then images get ``values_key: services.NAME``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(values.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("services"), dict)
 
 
 def _chart_files() -> list[str]:

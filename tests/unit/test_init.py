@@ -88,6 +88,19 @@ def test_an_existing_chart_is_used_and_no_starter_chart_written(tmp_path: Path) 
     assert all("values_key" not in image for image in cfg["images"])
 
 
+def test_force_over_a_chart_init_made_keeps_the_chart_and_its_layout(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    scaffold.init(root)
+    values = root / "charts/shop-front/values.yaml"
+    values.write_text(values.read_text() + "# edited\n")
+    result = scaffold.init(root, force=True)
+    assert not result.chart_written
+    assert values.read_text().endswith("# edited\n")
+    cfg = config.load(root / "ci.yaml")
+    assert [i.values_key for i in cfg.images] == ["services.web", "services.catalog"]
+    assert cfg.environments["prod"].values[-1].name == "values-prod.yaml"
+
+
 def test_existing_files_are_kept_unless_force(tmp_path: Path) -> None:
     root = repo(tmp_path)
     (root / "ci.yaml").write_text("# mine\n")
