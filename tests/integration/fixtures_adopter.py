@@ -84,6 +84,7 @@ def edit_after_init(
     namespace: str | None = None,
     host: str | None = None,
     ingress_class: str | None = None,
+    kubeconfig: Path | None = None,
 ) -> None:
     """What the team changes in the scaffold: probe path, ingress, smoke checks, and with
     ``namespace`` an environment ``local`` for the local cluster."""
@@ -110,6 +111,7 @@ def edit_after_init(
             "namespace": namespace,
             "release": PROJECT,
             "values": [f"charts/{PROJECT}/values-local.yaml"],
+            "kube": {"kubeconfig": str(kubeconfig)} if kubeconfig else {},
             "timeout": "5m",
             "rollback_on_smoke_failure": False,
             "base_url": "${LOCAL_URL}",
