@@ -19,6 +19,7 @@ image=${FRESH_IMAGE:-local/debian:bookworm}
 pytest_args=${FRESH_PYTEST_ARGS:--q -p no:cacheprovider}
 log() { echo "fresh-machine: $*" >&2; }
 
+"$here/ensure-packages.sh" git=git tar=tar
 "$here/dockerd.sh"
 if ! docker image inspect "$image" >/dev/null 2>&1; then
   log "building $image (debootstrap, once)"
