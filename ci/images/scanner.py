@@ -6,11 +6,18 @@ protocol: ``$BUILDKIT_SCAN_SOURCE`` in, ``$BUILDKIT_SCAN_DESTINATION/<name>.spdx
 Where that image cannot be pulled, ``registry.sbom_generator_base`` names a local base image
 and this module builds the generator once -- the pinned syft and a small protocol script on
 that base -- and pushes it under ``registry.sbom_generator``, so a local build attaches the
-same attestation a hosted runner does.
+same attestation a hosted runner does. The image carries a label with the hash of what it was
+made from (syft's version, the Dockerfile, the script): a changed pin or script rebuilds it.
+
+syft scans with its image catalogers (``--override-default-catalogers image``): the target is
+an image's root file system, and the directory catalogers would list every Debian package
+twice and take four times as long.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING
 from ci import proc, tools
 from ci.errors import BuildError
 from ci.images.buildkit import BUILDX_BUILDER
-from ci.registry import Client, is_loopback, split_reference
+from ci.registry import Client, is_loopback, pick_platform, split_reference
 
 if TYPE_CHECKING:
     from ci.config import Registry
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 DOCKERFILE = """\
 ARG BASE
 FROM ${BASE}
+ARG RECIPE
+LABEL ci.sbom-generator.recipe=${RECIPE}
 COPY syft /usr/local/bin/syft
 COPY scan.sh /usr/local/bin/buildkit-scan
 ENV SYFT_CHECK_FOR_APP_UPDATE=false
@@ -36,7 +45,8 @@ ENTRYPOINT ["/bin/sh", "/usr/local/bin/buildkit-scan"]
 SCAN_SH = """\
 set -eu
 scan() {
-  /usr/local/bin/syft scan "dir:$1" --quiet --source-name "$2" -o "spdx-json=/tmp/$2.spdx"
+  /usr/local/bin/syft scan "dir:$1" --quiet --source-name "$2" \
+    --override-default-catalogers image -o "spdx-json=/tmp/$2.spdx"
   {
     printf '{"_type":"https://in-toto.io/Statement/v0.1",'
     printf '"predicateType":"https://spdx.dev/Document","subject":[],"predicate":'
@@ -61,16 +71,44 @@ def ensure_generator(reg: Registry, registry: Client, buildx: Path, work: Path) 
         return ref
     host, path, tag = split_reference(ref)
     client = registry if host == registry.host else Client(host, retries=1)
-    if client.digest(path, tag):
+    syft = tools.require("syft")
+    wanted = recipe(syft.version)
+    if _label(client, path, tag) == wanted:
         return ref
-    _build(ref, reg.sbom_generator_base, buildx, work, insecure=is_loopback(host) or reg.insecure)
+    insecure = is_loopback(host) or reg.insecure
+    _build(
+        ref, reg.sbom_generator_base, syft.path, wanted, buildx=buildx, work=work, insecure=insecure
+    )
     return ref
 
 
-def _build(ref: str, base: str, buildx: Path, work: Path, *, insecure: bool) -> None:
+def recipe(syft_version: str) -> str:
+    """What the generator is made from, as a short hash (its label)."""
+    text = "\0".join((syft_version, DOCKERFILE, SCAN_SH))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _label(client: Client, path: str, tag: str) -> str | None:
+    """The recipe label of the generator in the registry; None when it is not there."""
+    manifest = client.manifest(path, tag)
+    if manifest is None:
+        return None
+    if manifest.is_index:
+        child = pick_platform(manifest.json(), "linux/amd64")
+        manifest = client.manifest(path, child) if child else None
+        if manifest is None:
+            return None
+    config = json.loads(client.blob(path, str(manifest.json()["config"]["digest"])))
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return labels.get("ci.sbom-generator.recipe")
+
+
+def _build(
+    ref: str, base: str, syft: Path, label: str, *, buildx: Path, work: Path, insecure: bool
+) -> None:
     """Build the generator with buildx on the running BuildKit daemon and push it."""
     work.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(tools.require("syft").path, work / "syft")
+    shutil.copy2(syft, work / "syft")
     (work / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
     (work / "scan.sh").write_text(SCAN_SH, encoding="utf-8")
     flag = ",registry.insecure=true" if insecure else ""
@@ -85,6 +123,8 @@ def _build(ref: str, base: str, buildx: Path, work: Path, *, insecure: bool) -> 
         "--sbom=false",
         "--build-arg",
         f"BASE={base}",
+        "--build-arg",
+        f"RECIPE={label}",
         "--output",
         f"type=image,name={ref},push=true{flag}",
         str(work),
