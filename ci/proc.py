@@ -4,6 +4,13 @@ Why one wrapper: every step shells out (helm, kubectl, docker buildx, kubeconfor
 one of them needs the same things done right -- an argv tuple (never a shell string), a timeout
 that kills the whole process group, output streamed line by line to whoever is watching while it
 is also captured for the error message, and a clear error when the program is missing.
+
+Interrupts: each program runs in its own session, so a Ctrl-C at the terminal reaches only this
+process. While a program runs, SIGINT and SIGTERM are passed on to its process group; the
+program gets a bounded grace period to stop (Helm marks the release failed and rolls back),
+then whatever is left is killed, and only then does the interrupt continue as
+``Signalled`` (a ``KeyboardInterrupt``, so the CLI exits 130). No caller can leave a program
+it started running behind it.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import selectors
 import shlex
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ci.errors import ProcessError, ToolError
@@ -25,6 +34,61 @@ LineSink = Callable[[str, str], None]
 
 #: How many trailing lines of output go into an error message.
 ERROR_TAIL_LINES = 30
+
+#: Seconds a program may take to stop after an interrupt was passed on to it.
+DEFAULT_GRACE = 30.0
+
+#: The signals passed on to running programs.
+FORWARDED = (signal.SIGINT, signal.SIGTERM)
+
+#: Programs running now, in any thread: an interrupt is passed on to each of them.
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGINT or SIGTERM received: unwinds like Ctrl-C, so every ``finally`` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _forward(signum: int) -> None:
+    """Pass ``signum`` on to the process group of every program running now."""
+    with _live_lock:
+        running = list(_live)
+    for child in running:
+        _signal_group(child, signum)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _forward(signum)
+    raise Signalled(signum)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM reach running programs and raise ``Signalled``.
+
+    Outside the main thread (where Python cannot install handlers) the block changes nothing;
+    the main thread's handler still passes signals on to programs started from any thread.
+    Nested blocks keep the outermost handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
+    if all(h is _on_signal for h in previous.values()):
+        yield
+        return
+    for sig in FORWARDED:
+        signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
@@ -63,35 +127,33 @@ def run(
     input: str | None = None,
     on_line: LineSink | None = None,
     what: str | None = None,
+    grace: float = DEFAULT_GRACE,
 ) -> Result:
     """Run ``argv`` and return its result.
 
     ``env`` is added on top of the current environment. ``on_line`` receives output as it
     arrives; output is always captured too. With ``check`` a non-zero exit raises
     ``ProcessError`` carrying the tail of the output. ``what`` names the action in messages
-    ("helm upgrade", "build backend"); it defaults to the program name.
+    ("helm upgrade", "build backend"); it defaults to the program name. On SIGINT or SIGTERM
+    the program has ``grace`` seconds to stop before its group is killed; then ``Signalled``
+    is raised.
     """
     args = tuple(str(a) for a in argv)
     label = what or os.path.basename(args[0])
     full_env = {**os.environ, **env} if env is not None else None
     started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            cwd=cwd,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise ToolError(f"{args[0]}: program not found (needed for {label})") from exc
-    except PermissionError as exc:
-        raise ToolError(f"{args[0]}: not executable (needed for {label})") from exc
-    out, err, timed_out = _communicate(proc, input, timeout, on_line)
+    with interruptible():
+        proc = _start(args, label, input, full_env, cwd)
+        try:
+            out, err, timed_out = _communicate(proc, input, timeout, on_line)
+        except KeyboardInterrupt as exc:
+            if not isinstance(exc, Signalled):  # raised without our handler: pass it on here
+                _signal_group(proc, signal.SIGINT)
+            _stop_after_signal(proc, grace, on_line)
+            raise
+        finally:
+            with _live_lock:
+                _live.discard(proc)
     result = Result(args, proc.returncode, out, err, time.monotonic() - started)
     if timed_out:
         raise ProcessError(
@@ -104,6 +166,86 @@ def run(
             detail=tail(err) or tail(out),
         )
     return result
+
+
+def _start(
+    args: tuple[str, ...],
+    label: str,
+    input: str | None,
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+) -> subprocess.Popen[str]:
+    """Start the program in its own session and register it for interrupts."""
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolError(f"{args[0]}: program not found (needed for {label})") from exc
+    except PermissionError as exc:
+        raise ToolError(f"{args[0]}: not executable (needed for {label})") from exc
+    with _live_lock:
+        _live.add(proc)
+    return proc
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return
+
+
+def _stop_after_signal(proc: subprocess.Popen[str], grace: float, on_line: LineSink | None) -> None:
+    """The signal was passed on: let the program stop within ``grace``, then end what is left.
+
+    Its output is still read (and shown) meanwhile, so a pipe that fills cannot block it. A
+    second signal during the grace period ends the wait at once.
+    """
+    deadline = time.monotonic() + grace
+    try:
+        _drain(proc, deadline, on_line)
+        if proc.poll() is None:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0))
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        # the polite signal was already passed on: what is still running now is killed
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            if stream is not None:
+                stream.close()
+
+
+def _drain(proc: subprocess.Popen[str], deadline: float, on_line: LineSink | None) -> None:
+    """Read the program's remaining output until both pipes close or ``deadline`` passes."""
+    streams = {
+        "stdout": _LineSplitter("stdout", on_line),
+        "stderr": _LineSplitter("stderr", on_line),
+    }
+    with selectors.DefaultSelector() as sel:
+        for name in streams:
+            pipe = getattr(proc, name)
+            if pipe is not None and not pipe.closed:
+                sel.register(pipe.fileno(), selectors.EVENT_READ, name)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for key, _ in sel.select(timeout=remaining):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fd)
+                streams[key.data].feed(data)
 
 
 def _communicate(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,3 +124,116 @@ def test_env_is_added_to_the_current_environment_and_input_is_fed() -> None:
 
 def test_format_argv_quotes_only_what_needs_it() -> None:
     assert proc.format_argv(("helm", "upgrade", "--set", "a=b c")) == "helm upgrade --set 'a=b c'"
+
+
+# ----------------------------------------------------------------------------- interrupts
+
+#: A program that reports which signal reached it, then stops (after ``delay`` seconds).
+TRAPPING = (
+    "import signal, sys, time\n"
+    "delay = float(sys.argv[1])\n"
+    "def stop(signum, _frame):\n"
+    "    print('got', signal.Signals(signum).name, flush=True)\n"
+    "    time.sleep(delay)\n"
+    "    print('stopped', flush=True)\n"
+    "    sys.exit(3)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "signal.signal(signal.SIGINT, stop)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _signal_when_ready(signum: int, seen: list[str]) -> proc.LineSink:
+    """Record lines; send ``signum`` to this process once the program says it is ready."""
+
+    def sink(line: str, _stream: str) -> None:
+        seen.append(line)
+        if line == "ready":
+            os.kill(os.getpid(), signum)
+
+    return sink
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_is_passed_on_and_the_program_may_finish_stopping(signum: int) -> None:
+    seen: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(proc.Signalled) as caught:
+        proc.run((PY, "-c", TRAPPING, "0.5"), grace=20, on_line=_signal_when_ready(signum, seen))
+    assert caught.value.signum == signum
+    assert isinstance(caught.value, KeyboardInterrupt)  # the CLI's Ctrl-C path: exit 130
+    # the program saw the signal and its own shutdown (0.5 s) was waited for, not cut short
+    assert seen == ["ready", f"got {signal.Signals(signum).name}", "stopped"]
+    assert time.monotonic() - started < 10
+
+
+def test_a_program_that_ignores_the_signal_is_killed_after_the_grace_period() -> None:
+    pids: list[int] = []
+    script = "trap '' TERM INT; sleep 60 & echo $!; echo ready; wait; wait"
+
+    def sink(line: str, _stream: str) -> None:
+        if line == "ready":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            pids.append(int(line))
+
+    started = time.monotonic()
+    with pytest.raises(proc.Signalled):
+        proc.run(("sh", "-c", script), grace=1, on_line=sink)
+    elapsed = time.monotonic() - started
+    assert 1 <= elapsed < 10, elapsed
+    deadline = time.monotonic() + 5  # killed at once; reaped by init a moment later
+    while _alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pids[0]), "the program's own child survived the interrupt"
+
+
+def test_a_second_signal_ends_the_grace_period_at_once() -> None:
+    seen: list[str] = []
+
+    def sink(line: str, _stream: str) -> None:
+        seen.append(line)
+        if line in ("ready", "got SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    started = time.monotonic()
+    with pytest.raises(proc.Signalled):
+        proc.run((PY, "-c", TRAPPING, "30"), grace=60, on_line=sink)
+    assert time.monotonic() - started < 15
+    assert "stopped" not in seen
+
+
+def test_signal_handlers_are_restored_after_the_program_ends() -> None:
+    before = {sig: signal.getsignal(sig) for sig in proc.FORWARDED}
+    proc.run((PY, "-c", "pass"))
+    assert {sig: signal.getsignal(sig) for sig in proc.FORWARDED} == before
+
+
+def test_a_program_started_in_another_thread_gets_the_signal_too() -> None:
+    seen: list[str] = []
+    ready = threading.Event()
+    outcome: list[int] = []
+
+    def sink(line: str, _stream: str) -> None:
+        seen.append(line)
+        if line == "ready":
+            ready.set()
+
+    def worker() -> None:
+        res = proc.run((PY, "-c", TRAPPING, "0"), check=False, on_line=sink)
+        outcome.append(res.returncode)
+
+    def interrupt_the_main_thread() -> None:
+        with proc.interruptible():
+            thread.start()
+            assert ready.wait(20)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here, in the main thread
+
+    thread = threading.Thread(target=worker)
+    with pytest.raises(proc.Signalled):
+        interrupt_the_main_thread()
+    thread.join(20)
+    assert outcome == [3]
+    assert "got SIGTERM" in seen
