@@ -44,9 +44,9 @@ def test_require_finds_a_compatible_tool(name: str) -> None:
         assert tool.path.resolve() != (tools.tools_dir() / spec.binary).resolve()
 
 
-def test_helm_defaults_to_major_3_and_both_majors_are_there() -> None:
-    assert tools.parse_version(tools.require("helm").version)[0] == 3
-    assert tools.parse_version(tools.require("helm", major=4).version)[0] == 4
+def test_helm_defaults_to_major_4_and_both_majors_are_there() -> None:
+    assert tools.parse_version(tools.require("helm").version)[0] == 4
+    assert tools.parse_version(tools.require("helm", major=3).version)[0] == 3
 
 
 def test_docker_finds_the_buildx_plugin() -> None:
