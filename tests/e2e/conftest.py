@@ -231,7 +231,12 @@ def e2e() -> Iterator[E2E]:
     values.write_text(yaml.safe_dump(E2E_VALUES), encoding="utf-8")
     config = work / "ci-e2e.yaml"
     config.write_text(_config_text(values), encoding="utf-8")
-    env = {KUBECONFIG_VAR: str(info.kubeconfig)}
+    # Helm 3 unless CI_HELM_MAJOR says otherwise (Helm 4 is ci's default): the Helm 4 tests
+    # take over a release Helm 3 made; `CI_HELM_MAJOR=4 make test-e2e` runs all under Helm 4.
+    env = {
+        KUBECONFIG_VAR: str(info.kubeconfig),
+        "CI_HELM_MAJOR": os.environ.get("CI_HELM_MAJOR", "3"),
+    }
     ctx = E2E(info, config, work / "out", env)
     ctx.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", timeout=300)
     yield ctx
