@@ -229,6 +229,7 @@ def plan(
         "checks": _checks_block(images, starter),
         "toolkit": toolkit,
         "ref": ref or default_ref(),
+        "pin_note": _pin_note(ref or default_ref()),
         "branch": branch,
         "services": _services_block(images, name),
         "paths": _paths_block(images),
@@ -266,6 +267,13 @@ def _chart_files() -> list[str]:
     names = [f.name for f in top.iterdir() if f.is_file()]
     names += [f"templates/{f.name}" for f in top.joinpath("templates").iterdir() if f.is_file()]
     return sorted(names)
+
+
+def _pin_note(ref: str) -> str:
+    """A release tag is a deliberate, first-party pin: say so to zizmor, which asks for SHAs."""
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        return ""
+    return " # zizmor: ignore[unpinned-uses] a release tag; `ci init --ref SHA` pins a commit"
 
 
 def default_ref() -> str:

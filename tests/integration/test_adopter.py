@@ -6,6 +6,7 @@ used but the wheel (the cluster part, deploy and smoke, is tests/e2e/test_adopte
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.integration.fixtures_adopter import (
     make_repo,
     registry_env,
 )
-from tests.integration.fixtures_wheel import ROOT, InstalledCi, installed_ci
+from tests.integration.fixtures_wheel import ROOT, TOOLS_BIN, InstalledCi, installed_ci
 
 pytestmark = pytest.mark.integration
 __all__ = ["installed_ci"]  # the fixture, used by name below
@@ -71,6 +72,15 @@ def test_an_adopter_validates_builds_pushes_and_checks_its_chart(
     rendered = "\n".join(p.read_text() for p in (repo / ".ci-out" / "rendered").rglob("*.yaml"))
     assert "bookshelf-inventory" in rendered
     assert "path: /inventory/" in rendered
+
+    # The workflow ci init wrote passes the linters this repository's own workflows pass.
+    lint = [
+        [str(TOOLS_BIN / "actionlint"), "-shellcheck="],
+        [str(ROOT / ".venv/bin/zizmor"), "--offline", "--no-progress", ".github"],
+    ]
+    for argv in lint:
+        done = subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"{argv[0]}:\n{done.stdout}\n{done.stderr}"
 
     tracked = git(repo, "ls-files").split()
     copied = [

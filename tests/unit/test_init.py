@@ -124,6 +124,18 @@ def test_init_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
+def test_a_tag_is_marked_as_a_deliberate_pin_and_a_sha_needs_no_note(tmp_path: Path) -> None:
+    scaffold.init(tmp_path / "a", ref="v2")
+    assert (
+        "# zizmor: ignore[unpinned-uses]" in (tmp_path / "a/.github/workflows/ci.yml").read_text()
+    )
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    scaffold.init(tmp_path / "b", ref=sha)
+    text = (tmp_path / "b/.github/workflows/ci.yml").read_text()
+    assert f"pipeline.yml@{sha}\n" in text
+    assert f"toolkit-ref: {sha}\n" in text
+
+
 @pytest.mark.parametrize(("version", "ref"), [("1.4.2", "v1"), ("0.0.0", "v0"), ("x", "main")])
 def test_the_workflow_pins_the_toolkits_major(
     version: str, ref: str, monkeypatch: pytest.MonkeyPatch
