@@ -71,14 +71,12 @@ def ensure_generator(reg: Registry, registry: Client, buildx: Path, work: Path) 
         return ref
     host, path, tag = split_reference(ref)
     client = registry if host == registry.host else Client(host, retries=1)
-    syft = tools.require("syft")
-    wanted = recipe(syft.version)
+    wanted = recipe(tools.TOOLS["syft"].version)  # the pin: no syft run on the no-change path
     if _label(client, path, tag) == wanted:
         return ref
+    syft = tools.require("syft").path
     insecure = is_loopback(host) or reg.insecure
-    _build(
-        ref, reg.sbom_generator_base, syft.path, wanted, buildx=buildx, work=work, insecure=insecure
-    )
+    _build(ref, reg.sbom_generator_base, syft, wanted, buildx=buildx, work=work, insecure=insecure)
     return ref
 
 
