@@ -228,7 +228,7 @@ def test_application_user_may_not_create_roles(e2e: E2E, install: list[str]) -> 
 
 def test_upgrade_keeps_every_generated_password(e2e: E2E, install: list[str]) -> None:
     before = secret_data(e2e)
-    helm_run([*install, "--set", "backend.env.UPGRADE_MARK=1"])
+    helm_run([*install, "--set-string", "backend.env.UPGRADE_MARK=1"])
     assert secret_data(e2e) == before
     wait_for_api(e2e)
 
