@@ -26,6 +26,7 @@ from ci.config.layers import (
 from ci.config.model import (
     Chart,
     Config,
+    Endpoint,
     Environment,
     Image,
     Registry,
@@ -50,6 +51,7 @@ __all__ = [
     "SCHEMA_RESOURCE",
     "Chart",
     "Config",
+    "Endpoint",
     "Environment",
     "Image",
     "KeyPath",

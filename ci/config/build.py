@@ -9,8 +9,10 @@ from typing import Any
 from ci.config.model import (
     Chart,
     Config,
+    Endpoint,
     Environment,
     Image,
+    Observability,
     Registry,
     Retention,
     Signing,
@@ -122,7 +124,15 @@ def _environment(name: str, e: dict[str, Any], root: Path, chart_name: str) -> E
         kubeconfig_env=kube.get("kubeconfig_env"),
         base_url=e.get("base_url"),
         verify=_verify(e["verify"], root) if "verify" in e else None,
+        observability=_observability(e.get("observability")),
     )
+
+
+def _observability(o: dict[str, Any] | None) -> Observability:
+    """The endpoints; those left out take the schema's defaults (the local cluster's Services)."""
+    props = schema()["properties"]["environments"]["additionalProperties"]["properties"]
+    o = fill_defaults(dict(o or {}), props["observability"])
+    return Observability(**{name: Endpoint(**o[name]) for name in ("prometheus", "jaeger", "logs")})
 
 
 def _signing(s: dict[str, Any], root: Path) -> Signing:
@@ -152,4 +162,10 @@ def _check(c: dict[str, Any]) -> SmokeCheck:
         expect_body=c.get("expect_body"),
         expect_json=c.get("expect_json"),
         save=c.get("save", {}),
+        query=c.get("query"),
+        min=c.get("min"),
+        max=c.get("max"),
+        request=c.get("request"),
+        expect_spans=tuple(c.get("expect_spans", ())),
+        since=seconds(c.get("since", 900)),
     )

@@ -83,6 +83,35 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """An observability API: its URL, else an in-cluster Service through the API server's proxy.
+
+    ``service`` is ``NAMESPACE/NAME:PORT``; ``kind`` says which log store answers (LogsQL for
+    ``victorialogs``, LogQL for ``loki``).
+    """
+
+    url: str | None = None
+    service: str | None = None
+    token_env: str | None = None
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Observability:
+    """Where the metrics, trace and logs checks and ``ci observe`` reach their APIs."""
+
+    prometheus: Endpoint = field(
+        default_factory=lambda: Endpoint(service="monitoring/prometheus:9090")
+    )
+    jaeger: Endpoint = field(default_factory=lambda: Endpoint(service="monitoring/jaeger:16686"))
+    logs: Endpoint = field(
+        default_factory=lambda: Endpoint(
+            service="monitoring/victorialogs:9428", kind="victorialogs"
+        )
+    )
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     namespace: str
@@ -96,6 +125,7 @@ class Environment:
     kubeconfig_env: str | None = None
     base_url: str | None = None
     verify: Verify | None = None
+    observability: Observability = field(default_factory=Observability)
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,14 @@ class SmokeCheck:
     expect_body: str | None = None
     expect_json: dict[str, Any] | None = None
     save: dict[str, str] = field(default_factory=dict)
+    #: metrics (PromQL) and logs (LogsQL/LogQL) checks
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+    #: trace and logs checks: the HTTP check whose trace id ``{trace_id}`` is (default: the last)
+    request: str | None = None
+    expect_spans: tuple[dict[str, str], ...] = ()
+    since: int = 900
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class CheckResult:
     url: str = ""
     http_status: int | None = None
     body: str = ""
+    #: The W3C trace id the check's request carried (http), or looked for (trace).
+    trace_id: str = ""
 
     def failure_text(self) -> str:
         """What failed and the response that failed (status, first 500 characters)."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from ci import proc, retry
 from ci.config import Config, Environment, SmokeCheck
 from ci.errors import first_line
+from ci.observe.endpoints import Api, open_api
+from ci.smoke import observability
 from ci.smoke.checks import (
     MissingVariable,
     Verdict,
@@ -70,6 +72,10 @@ class Runner:
         self.sleep = sleep
         self.session = requests.Session()
         self.variables: dict[str, str] = {}
+        #: The trace id of each HTTP check's last request, and the latest of them.
+        self.traces: dict[str, str] = {}
+        self.last_trace: str | None = None
+        self.apis: dict[str, Api] = {}
 
     def run(self, checks: tuple[SmokeCheck, ...] | None = None) -> list[CheckResult]:
         end = self.clock() + self.deadline_s
@@ -114,7 +120,24 @@ class Runner:
     def _attempt(self, check: SmokeCheck, result: CheckResult) -> Verdict:
         if check.type == "helm-test":
             return self._helm_test(result)
+        if check.type in observability.API_OF:
+            return self._observed(check, result)
         return self._http(check, result)
+
+    def _observed(self, check: SmokeCheck, result: CheckResult) -> Verdict:
+        """A metrics, trace or logs check: ask Prometheus, Jaeger or the log store once."""
+        trace_id = self.traces.get(check.request) if check.request else self.last_trace
+        if check.request and trace_id is None:
+            return Verdict(False, f"no HTTP check named '{check.request}' ran before it")
+        return observability.attempt(check, result, self.api(check.type), self.variables, trace_id)
+
+    def api(self, check_type: str) -> Api:
+        """The API a check type asks, opened once per run (the service proxy needs credentials)."""
+        name = observability.API_OF[check_type]
+        if name not in self.apis:
+            endpoint = getattr(self.target.env.observability, name)
+            self.apis[name] = open_api(name, endpoint, self.target.env)
+        return self.apis[name]
 
     def _http(self, check: SmokeCheck, result: CheckResult) -> Verdict:
         import requests
@@ -122,6 +145,8 @@ class Runner:
         url = join_url(self.target.base_url, substitute(check.path or "/", self.variables))
         body = substitute_json(check.json, self.variables) if check.json is not None else None
         headers = {"Host": self.target.host_header} if self.target.host_header else {}
+        trace_id, headers["traceparent"] = observability.new_traceparent()
+        self.traces[check.name] = self.last_trace = result.trace_id = trace_id
         result.url = f"{check.method} {url}"
         try:
             resp = self.session.request(
