@@ -46,10 +46,13 @@ class ToolSpec:
     #: Build inside the downloaded module: ``go install pkg@version`` refuses modules whose
     #: go.mod has ``replace`` or ``exclude`` directives (buildkit has excludes).
     from_source: bool = False
+    #: The version the tool prints, where it differs from the module's (Prometheus 3.16.0 is
+    #: module v0.316.0).
+    reports: str | None = None
 
     @property
     def bare_version(self) -> str:
-        return self.version.removeprefix("v")
+        return self.reports or self.version.removeprefix("v")
 
 
 def _x(var: str, value: str) -> str:
@@ -69,6 +72,8 @@ _K8S_LD = tuple(
     )
 )
 _BUILDKIT_VERSION = "v0.34.2"
+_PROMETHEUS_MODULE = "v0.316.0"
+_PROMETHEUS_VERSION = "3.16.0"
 _BUILDKIT_LD = (
     _x("github.com/moby/buildkit/version.Version", _BUILDKIT_VERSION),
     _x("github.com/moby/buildkit/version.Package", "github.com/moby/buildkit"),
@@ -199,6 +204,29 @@ TOOLS: dict[str, ToolSpec] = {
             path_names=("syft",),
             built_name="syft",
             ldflags=(_x("main.version", "1.57.1"),),
+        ),
+        # The module's v0.3XX.Y is Prometheus 3.XX.Y: the same pin as the local cluster's
+        # Prometheus (hack/cluster/versions.sh), so rules are checked by the parser that runs them.
+        ToolSpec(
+            name="promtool",
+            module="github.com/prometheus/prometheus",
+            package="github.com/prometheus/prometheus/cmd/promtool",
+            version=_PROMETHEUS_MODULE,
+            minimum="3.0",
+            version_args=("--version",),
+            version_regex=r"promtool, version " + SEMVER,
+            binary="promtool",
+            path_names=("promtool",),
+            built_name="promtool",
+            reports=_PROMETHEUS_VERSION,
+            ldflags=tuple(
+                _x(f"github.com/prometheus/common/version.{key}", value)
+                for key, value in (
+                    ("Version", _PROMETHEUS_VERSION),
+                    ("Revision", "release"),
+                    ("Branch", "release"),
+                )
+            ),
         ),
     )
 }
