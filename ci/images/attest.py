@@ -41,6 +41,12 @@ def buildx_args(reg: Registry, *, push: bool, sbom_generator: str | None) -> lis
     return args
 
 
+def describe(reg: Registry) -> str:
+    """What a pushed index carries besides the image, for the content hash."""
+    sbom = reg.sbom_generator if reg.sbom else "none"
+    return f"provenance={reg.provenance};sbom={sbom}"
+
+
 @dataclass
 class Statement:
     """One in-toto statement of an attestation manifest, with the blob digest it came from."""

@@ -123,11 +123,14 @@ def input_hash(
     *,
     base_refs: Sequence[str],
     files: Sequence[str] | None = None,
+    attestations: str = "",
 ) -> str:
     """SHA-256 of everything that decides an image's content, as hex.
 
     File contents, names, types and the executable bit go in (``COPY`` keeps the mode);
     timestamps and ownership do not, so a fresh checkout hashes the same as an old one.
+    ``attestations`` says what the pushed index carries besides the image (provenance mode,
+    SBOM generator): an image pushed without an SBOM is not the one a run with SBOMs wants.
     """
     h = hashlib.sha256()
 
@@ -140,6 +143,8 @@ def input_hash(
     feed("target", image.target or "")
     feed("platforms", list(image.platforms))
     feed("bases", list(base_refs))
+    if attestations:
+        feed("attestations", attestations)
     for rel in files if files is not None else context_files(image.context, image.dockerfile):
         path = image.context / rel
         if path.is_symlink():

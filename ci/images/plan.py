@@ -86,6 +86,7 @@ def plan(
     only: Sequence[str] = (),
     now: dt.datetime | None = None,
     resolve: Resolver | None = None,
+    attestations: str = "",
 ) -> list[Job]:
     """One ``Job`` per selected image; raises ``BuildError`` for a missing Dockerfile/context.
 
@@ -93,7 +94,10 @@ def plan(
     to now, so a base rebuilt under the same tag rebuilds the images on top of it.
     """
     created = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [_job(cfg, image, git, created, resolve) for image in select_images(cfg, only)]
+    return [
+        _job(cfg, image, git, created, resolve, attestations=attestations)
+        for image in select_images(cfg, only)
+    ]
 
 
 def base_refs(cfg: Config, only: Sequence[str] = ()) -> list[str]:
@@ -119,12 +123,20 @@ def _check_paths(cfg: Config, image: Image) -> None:
         )
 
 
-def _job(cfg: Config, image: Image, git: GitInfo, created: str, resolve: Resolver | None) -> Job:
+def _job(
+    cfg: Config,
+    image: Image,
+    git: GitInfo,
+    created: str,
+    resolve: Resolver | None,
+    *,
+    attestations: str,
+) -> Job:
     _check_paths(cfg, image)
     text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
     bases = tuple(base_images(text, image.build_args))
     pinned = [f"{ref}={resolve(ref) or ''}" if resolve else ref for ref in bases]
-    digest = input_hash(image, base_refs=pinned)
+    digest = input_hash(image, base_refs=pinned, attestations=attestations)
     labels = {
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.revision": git.sha,

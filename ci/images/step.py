@@ -78,7 +78,11 @@ def build_images(
     if isinstance(chosen, BuildxBuilder):
         _attestations(cfg, chosen, registry, push, out_dir)
     client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
-    planned = plan(cfg, git, only=only, resolve=base_resolver(chosen, registry))
+    # The docker builder attaches no attestations; what buildx attaches is part of the content.
+    attached = attest.describe(cfg.registry) if isinstance(chosen, BuildxBuilder) else ""
+    planned = plan(
+        cfg, git, only=only, resolve=base_resolver(chosen, registry), attestations=attached
+    )
     signer = Signer.from_config(cfg.registry, env) if push else None
     runner = _Runner(chosen, Lookup(client, registry), registry, push, progress, signer)
     results = [pending(job) for job in planned]
