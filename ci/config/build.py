@@ -124,6 +124,9 @@ def _environment(name: str, e: dict[str, Any], root: Path, chart_name: str) -> E
         kubeconfig_env=kube.get("kubeconfig_env"),
         base_url=e.get("base_url"),
         verify=_verify(e["verify"], root) if "verify" in e else None,
+        lease_wait=seconds(e.get("deploy", {}).get("lease_wait", 600)),
+        interrupt_grace=seconds(e.get("deploy", {}).get("interrupt_grace", 60)),
+        max_restarts=int(e.get("deploy", {}).get("max_restarts", 3)),
         observability=_observability(e.get("observability")),
     )
 

@@ -125,6 +125,10 @@ class Environment:
     kubeconfig_env: str | None = None
     base_url: str | None = None
     verify: Verify | None = None
+    #: ``deploy.lease_wait``, ``deploy.interrupt_grace`` (seconds), ``deploy.max_restarts``.
+    lease_wait: int = 600
+    interrupt_grace: int = 60
+    max_restarts: int = 3
     observability: Observability = field(default_factory=Observability)
 
 
