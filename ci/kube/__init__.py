@@ -3,9 +3,9 @@
 Why a client library and not ``kubectl``: progress needs a watch on events while Helm runs, and
 diagnosis needs structured pod states; parsing ``kubectl`` text for either is brittle. The
 parts: ``kubeconfig`` (which file and context), ``client`` (a connected client, readiness),
-``checks`` (pure functions on the API's objects), ``monitor`` (progress while Helm runs) and
-``diagnosis`` (why a deploy failed). The names the rest of the toolkit uses are all importable
-from ``ci.kube``.
+``checks`` (pure functions on the API's objects), ``monitor`` (progress while Helm runs),
+``diagnosis`` (why a deploy failed) and ``lease`` (one deploy per environment at a time). The
+names the rest of the toolkit uses are all importable from ``ci.kube``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from ci.kube.checks import (
     BAD_WAITING,
     HOOK_ANNOTATION,
     event_line,
+    fatal_job,
+    fatal_pod,
     is_hook,
     job_line,
     pod_problem,
@@ -24,6 +26,7 @@ from ci.kube.checks import (
 from ci.kube.client import LOG_LINES, PSS_LABELS, Kube, api_ready, connect, first_line
 from ci.kube.diagnosis import Diagnosis, diagnose
 from ci.kube.kubeconfig import Access, access
+from ci.kube.lease import Holder, Lease
 from ci.kube.monitor import (
     Monitor,
     PodReport,
@@ -40,7 +43,9 @@ __all__ = [
     "PSS_LABELS",
     "Access",
     "Diagnosis",
+    "Holder",
     "Kube",
+    "Lease",
     "Monitor",
     "PodReport",
     "Sink",
@@ -49,6 +54,8 @@ __all__ = [
     "connect",
     "diagnose",
     "event_line",
+    "fatal_job",
+    "fatal_pod",
     "first_line",
     "is_hook",
     "job_line",

@@ -5,6 +5,8 @@ Pure functions on the API's objects as dicts, so unit tests cover every rule wit
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -114,3 +116,84 @@ def worth_showing(ev: dict[str, Any], shown: dict[str, int]) -> bool:
 
 def is_hook(obj: dict[str, Any]) -> bool:
     return HOOK_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
+
+
+# ----------------------------------------------------------------------------- fail fast
+
+#: Pull errors whose message says the image is not there: retrying cannot help.
+_NOT_FOUND = re.compile(r"NotFound|not found|manifest unknown|name unknown", re.IGNORECASE)
+_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
+
+
+def created_since(obj: dict[str, Any], since: datetime | None) -> bool:
+    """True when the object was created at or after ``since`` (always, without ``since``).
+
+    A deploy judges only what it made: a Job that failed last night or a pod of an older
+    revision must not stop it.
+    """
+    if since is None:
+        return True
+    stamp = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+    try:
+        created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return created.timestamp() >= since.timestamp() - 2
+
+
+def event_since(ev: dict[str, Any], since: datetime | None) -> bool:
+    """True when the event last happened at or after ``since`` (always, without ``since``)."""
+    if since is None:
+        return True
+    stamp = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
+    if not stamp:
+        meta = ev.get("metadata") or {}
+        return created_since({"metadata": meta}, since)
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return when.timestamp() >= since.timestamp() - 2
+
+
+def fatal_pod(pod: dict[str, Any], *, max_restarts: int) -> str | None:
+    """Why a pod can never become ready, or None while it may still heal.
+
+    Final: an image that does not exist (a pull ``NotFound``, not a pull still retrying after a
+    network error), an invalid image name, a container whose configuration cannot be built
+    (``CreateContainerConfigError``: a missing Secret or key), a container in
+    ``CrashLoopBackOff`` that restarted ``max_restarts`` times. Everything else -- Pending while
+    a volume binds, a pull retrying, the first crashes -- keeps waiting.
+    """
+    name = (pod.get("metadata") or {}).get("name", "?")
+    for container, cs in container_statuses(pod).items():
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = str(waiting.get("reason") or "")
+        message = " ".join(str(waiting.get("message") or "").split())
+        where = f"pod/{name} container {container}"
+        if reason in _PULL_REASONS and _NOT_FOUND.search(message):
+            return f"{where}: image {cs.get('image', '')} not found in its registry"
+        if reason == "InvalidImageName":
+            return f"{where}: invalid image name ({message[:200]})"
+        if reason == "CreateContainerConfigError":
+            return f"{where}: CreateContainerConfigError ({message[:200]})"
+        restarts = int(cs.get("restartCount") or 0)
+        if reason == "CrashLoopBackOff" and restarts >= max_restarts:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            code = last.get("exitCode", "?")
+            return f"{where}: CrashLoopBackOff after {restarts} restarts (last exit {code})"
+    return None
+
+
+def fatal_job(job: dict[str, Any]) -> str | None:
+    """Why a Job failed for good (its retries are used up), or None while it may succeed."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    for cond in conditions:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            meta = job.get("metadata") or {}
+            hook = (meta.get("annotations") or {}).get(HOOK_ANNOTATION)
+            label = f"job/{meta.get('name', '?')}" + (f" (hook {hook})" if hook else "")
+            why = cond.get("reason") or "Failed"
+            note = " ".join(str(cond.get("message") or "").split())[:200]
+            return f"{label} failed: {why}" + (f" ({note})" if note else "")
+    return None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from ci.kube.checks import event_line, is_hook
+from ci.kube.checks import event_line, event_since, is_hook
 from ci.kube.client import Kube
 from ci.kube.monitor import PodReport, pods_with_problems, status_lines
 
@@ -33,11 +34,17 @@ class Diagnosis:
         return "\n".join(out)
 
 
-def diagnose(kube: Kube, namespace: str, seen: Mapping[str, PodReport] | None = None) -> Diagnosis:
+def diagnose(
+    kube: Kube,
+    namespace: str,
+    seen: Mapping[str, PodReport] | None = None,
+    since: datetime | None = None,
+) -> Diagnosis:
     """Failing pods with their last log lines, recent Warning events, hook Jobs' logs.
 
     ``seen`` are pods a ``Monitor`` caught failing; they are reported even if a rollback has
-    deleted them since.
+    deleted them since. With ``since`` (the deploy's start) only events newer than it are
+    shown: warnings from before the deploy explain nothing about it.
     """
     reports = dict(seen or {})
     for pod, problem in pods_with_problems(kube, namespace):
@@ -46,7 +53,7 @@ def diagnose(kube: Kube, namespace: str, seen: Mapping[str, PodReport] | None = 
     events = [
         e
         for e in kube.items(kube.core.list_namespaced_event(namespace, _request_timeout=10))
-        if e.get("type") == "Warning"
+        if e.get("type") == "Warning" and event_since(e, since)
     ]
     events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
     hook_logs: dict[str, str] = {}

@@ -5,9 +5,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from ci.kube.checks import event_line, job_line, pod_problem, pvc_line, workload_line, worth_showing
+from ci.kube.checks import (
+    created_since,
+    event_line,
+    fatal_job,
+    fatal_pod,
+    job_line,
+    pod_problem,
+    pvc_line,
+    workload_line,
+    worth_showing,
+)
 from ci.kube.client import Kube, first_line, modules
 
 Sink = Callable[[str], None]
@@ -61,12 +72,20 @@ class Monitor:
     Three daemon threads: one polls workloads, claims and pods (reporting only what
     changed), two watch Jobs and events. Pods seen failing have their last log lines kept at
     once, because a rollback deletes them before a diagnosis could read them.
+
+    Fail fast: a pod or Job created since ``since`` that can never succeed (``fatal_pod``,
+    ``fatal_job``) is recorded in ``fatal`` and reported once to ``on_fatal``, which stops Helm
+    rather than letting it wait out its timeout.
     """
 
     kube: Kube
     namespace: str
     sink: Sink
     interval: float = 3.0
+    since: datetime | None = None
+    max_restarts: int = 3
+    on_fatal: Callable[[str], None] | None = None
+    fatal: str | None = None
     problems: dict[str, PodReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -100,6 +119,17 @@ class Monitor:
         with self._lock:
             self.sink(line)
 
+    def _judge(self, reason: str | None) -> None:
+        """Record the first final failure and report it once."""
+        if reason is None:
+            return
+        with self._lock:
+            if self.fatal is not None:
+                return
+            self.fatal = reason
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
+
     def _poll(self) -> None:
         """Workloads and claims every ``interval``; failing pods with their logs."""
         shown: dict[str, str] = {}
@@ -116,6 +146,8 @@ class Monitor:
                     logs = self.kube.pod_logs(self.namespace, pod)
                     self.problems[name] = PodReport(name, problem, logs)
                     self._emit(f"  pod/{name}: {problem}")
+                if created_since(pod, self.since):
+                    self._judge(fatal_pod(pod, max_restarts=self.max_restarts))
             self._stop.wait(self.interval)
 
     def _watch_events(self) -> None:
@@ -145,6 +177,8 @@ class Monitor:
             if line and shown.get(name) != line:
                 shown[name] = line
                 self._emit(f"  {line}")
+            if kind != "DELETED" and created_since(job, self.since):
+                self._judge(fatal_job(job))
 
         self._watch(self.kube.batch.list_namespaced_job, handle)
 
