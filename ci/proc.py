@@ -54,6 +54,33 @@ class Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
+class Cancel:
+    """Lets another thread stop a running program, as an interrupt would (SIGTERM first).
+
+    A deploy's monitor uses it when a failure is final: Helm is told to stop and rolls back,
+    instead of waiting out its timeout. The program still gets to finish stopping.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self.reason: str | None = None
+
+    def attach(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._proc = proc
+            if self.reason is not None:
+                _signal_group(proc, signal.SIGTERM)
+
+    def cancel(self, reason: str) -> None:
+        """Stop the program (now, or as soon as it starts); the first reason is kept."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            if self._proc is not None and self._proc.poll() is None:
+                _signal_group(self._proc, signal.SIGTERM)
+
+
 def _forward(signum: int) -> None:
     """Pass ``signum`` on to the process group of every program running now."""
     with _live_lock:
@@ -128,6 +155,7 @@ def run(
     on_line: LineSink | None = None,
     what: str | None = None,
     grace: float = DEFAULT_GRACE,
+    cancel: Cancel | None = None,
 ) -> Result:
     """Run ``argv`` and return its result.
 
@@ -136,7 +164,7 @@ def run(
     ``ProcessError`` carrying the tail of the output. ``what`` names the action in messages
     ("helm upgrade", "build backend"); it defaults to the program name. On SIGINT or SIGTERM
     the program has ``grace`` seconds to stop before its group is killed; then ``Signalled``
-    is raised.
+    is raised. ``cancel`` lets another thread stop the program early.
     """
     args = tuple(str(a) for a in argv)
     label = what or os.path.basename(args[0])
@@ -144,6 +172,8 @@ def run(
     started = time.monotonic()
     with interruptible():
         proc = _start(args, label, input, full_env, cwd)
+        if cancel is not None:
+            cancel.attach(proc)
         try:
             out, err, timed_out = _communicate(proc, input, timeout, on_line)
         except KeyboardInterrupt as exc:

@@ -62,6 +62,8 @@ class ReleaseRecord:
     time: str
     run_id: str
     smoke: dict[str, Any] = field(default_factory=lambda: {"result": SMOKE_PENDING})
+    #: What ``ci deploy`` did: ``{"action": "upgraded" | "skipped", "reason": ...}``.
+    deploy: dict[str, Any] = field(default_factory=lambda: {"action": "upgraded", "reason": ""})
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -98,6 +100,7 @@ class ReleaseRecord:
                 time=str(data.get("time", "")),
                 run_id=str(data.get("run_id", "")),
                 smoke=dict(data.get("smoke") or {"result": SMOKE_PENDING}),
+                deploy=dict(data.get("deploy") or {"action": "upgraded", "reason": ""}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,8 @@ from ci.commands.context import HELM_MAJOR_OPTION, Context, pass_ctx
 
 if TYPE_CHECKING:
     from ci.deploy import Plan
+    from ci.manifests import Issue, Manifest
+    from ci.registry import Client
     from ci.release import ImageRef
 
 
@@ -52,6 +54,11 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Recover a pending release whatever its age (when no other deploy can be running).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Upgrade even when the rendered manifests equal the live, healthy release.",
+)
 @HELM_MAJOR_OPTION
 @pass_ctx
 def deploy_cmd(
@@ -65,6 +72,7 @@ def deploy_cmd(
     extra_values: tuple[Path, ...],
     extra_set: tuple[str, ...],
     recover_pending: bool,
+    force: bool,
     helm_major: str | None,
 ) -> None:
     """helm upgrade --install ENV by image digest: wait, roll back on failure, write release.json.
@@ -74,8 +82,14 @@ def deploy_cmd(
     only a --release-manifest whose smoke checks passed, with exactly its digests. A release
     left pending by an interrupted run is rolled back (or uninstalled) first; a pending
     release younger than the timeout is taken for a deploy in progress and refused.
+
+    Before the cluster is touched, every digest must exist in its registry and the chart must
+    render and validate with this run's values. One deploy per environment holds its Lease;
+    another waits for it. When the rendered manifests equal the live release, which is healthy
+    and not edited by hand, nothing is upgraded (--force upgrades anyway). SIGINT or SIGTERM
+    reach Helm, which gets the environment's deploy.interrupt_grace to stop.
     """
-    from ci import deploy, presenter
+    from ci import deploy, presenter, proc
 
     opts = deploy.Options(
         env=env,
@@ -87,11 +101,20 @@ def deploy_cmd(
         extra_set=extra_set,
         helm_major=int(helm_major) if helm_major else None,
         recover_pending=recover_pending,
+        force=force,
     )
 
     report = deploy.Reporter(line=presenter.echo, diff=lambda d: presenter.deploy_diff(env, d))
-    with presenter.deploying(env):
-        result = deploy.run(ctx.config, opts, ctx.out_dir, report, verify=_verifier(ctx, env))
+    with presenter.deploying(env), proc.interruptible():
+        result = deploy.run(
+            ctx.config,
+            opts,
+            ctx.out_dir,
+            report,
+            verify=_verifier(ctx, env),
+            client_for=_registries(ctx),
+            validator=_validator(ctx),
+        )
     if not diff_only:
         presenter.deployed(env, result)
 
@@ -105,3 +128,29 @@ def _verifier(ctx: Context, env: str) -> Callable[[Plan], list[ImageRef]]:
         return verify_images(ctx.config, env, plan.images, git_sha=plan.git_sha)
 
     return verify
+
+
+def _registries(ctx: Context) -> Callable[[str], Client]:
+    """The configured registry's client (with its credentials); a plain one for other hosts."""
+    from ci.images.credentials import registry_client
+    from ci.registry import Client
+
+    own = registry_client(ctx.config)
+
+    def client_for(host: str) -> Client:
+        return own if host == own.host else Client(host, retries=1)
+
+    return client_for
+
+
+def _validator(ctx: Context) -> Callable[[Sequence[Manifest]], list[Issue]]:
+    """Kubernetes schemas (``chart.kubernetes_version`` and the CRDs) of rendered objects."""
+
+    def check(manifests: Sequence[Manifest]) -> list[Issue]:
+        from ci import validate
+
+        cfg = ctx.config
+        schemas = validate.SchemaSet.load(cfg.chart.kubernetes_version, cfg.chart.crds)
+        return validate.validate(manifests, schemas)
+
+    return check

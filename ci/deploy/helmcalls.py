@@ -58,6 +58,46 @@ class Cluster:
         )
         return proc.run(argv, timeout=120, what="helm template").stdout
 
+    def render_live(self, plan: Plan) -> str:
+        """``helm template --dry-run=server``: rendered as an upgrade now would render it.
+
+        The chart's ``lookup`` calls (generated Secrets kept across upgrades) read the cluster,
+        so an unchanged release renders exactly its live manifest.
+        """
+        argv = helmlib.template_argv(
+            self.helm,
+            plan.chart_dir,
+            release=self.env.release,
+            namespace=self.env.namespace,
+            values=plan.values,
+            set_values=set_args(plan),
+            include_crds=False,
+        )
+        scope = ["--dry-run=server"]
+        if self.kubeconfig:
+            scope += ["--kubeconfig", self.kubeconfig]
+        if self.env.kube_context:
+            scope += ["--kube-context", self.env.kube_context]
+        return proc.run((*argv, *scope), timeout=120, what="helm template").stdout
+
+    def live_objects(self, manifest: str) -> list[dict[str, Any]]:
+        """The live objects a manifest names, as the API returns them (one ``kubectl get``)."""
+        from ci import tools
+
+        kubectl = tools.require("kubectl")
+        argv = [str(kubectl.path), "get", "-f", "-", "-o", "json", "--ignore-not-found"]
+        argv += ["--namespace", self.env.namespace]
+        if self.kubeconfig:
+            argv += ["--kubeconfig", self.kubeconfig]
+        if self.env.kube_context:
+            argv += ["--context", self.env.kube_context]
+        out = proc.run(argv, input=manifest, timeout=60, what="kubectl get").stdout
+        if not out.strip():
+            return []
+        data = json.loads(out)
+        items = data.get("items", [data]) if isinstance(data, dict) else []
+        return [i for i in items if isinstance(i, dict)]
+
     def rollback(self, revision: int | None) -> None:
         argv = helmlib.rollback_argv(
             self.helm,
@@ -66,7 +106,12 @@ class Cluster:
             timeout=f"{self.env.timeout}s",
             **self._scope(),
         )
-        proc.run(argv, timeout=self.env.timeout + 60, what="helm rollback")
+        proc.run(
+            argv,
+            timeout=self.env.timeout + 60,
+            what="helm rollback",
+            grace=self.env.interrupt_grace,
+        )
 
     def uninstall(self) -> None:
         argv = helmlib.uninstall_argv(self.helm, self.env.release, **self._scope())

@@ -32,6 +32,8 @@ class Options:
     helm_major: int | None = None
     #: Treat a pending release as abandoned whatever its age (nothing else can be deploying).
     recover_pending: bool = False
+    #: Upgrade even when nothing changed.
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from typing import Any
 from ci import helm as helmlib
 from ci import proc, release
 from ci.config import Config
-from ci.deploy.diff import DiffResult, diff_manifests
+from ci.deploy import inputs, skip
+from ci.deploy.diff import DiffResult, diff_manifests, index_manifests
 from ci.deploy.helmcalls import Cluster, history_text
+from ci.deploy.inputs import ClientFor
 from ci.deploy.plan import Options, Plan, make_plan, upgrade_argv
 from ci.deploy.recovery import STALE_MARGIN, Recovery, decide_recovery, previous_good
 from ci.errors import CiError, DeployError
@@ -46,6 +48,9 @@ class Result:
     record_path: Path | None = None
     server_version: str = ""
     duration: float = 0.0
+    #: When the deploy started: the diagnosis shows only what happened since.
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    decision: skip.Decision = field(default_factory=lambda: skip.Decision(True, ""))
 
 
 @dataclass
@@ -65,7 +70,10 @@ def run(
     opts: Options,
     out_dir: Path,
     report: Reporter | None = None,
+    *,
     verify: Verifier | None = None,
+    client_for: ClientFor | None = None,
+    validator: inputs.Validator | None = None,
 ) -> Result:
     """Deploy ``opts.env``; see the module docstring for the order of checks and actions."""
     from ci import kube
@@ -75,33 +83,115 @@ def run(
     plan = make_plan(cfg, opts)
     if verify is not None:
         plan = dataclasses.replace(plan, images=verify(plan))
+    helm = helmlib.find(opts.helm_major)
+    inputs.check(cfg, helm, plan, client_for or inputs.anonymous_clients(cfg), validator)
     with kube.access(plan.env) as acc:
         client = kube.connect(acc)
-        helm = helmlib.find(opts.helm_major)
-        result = Result(plan)
+        result = Result(plan, since=datetime.now(UTC))
         result.server_version = client.server_version()
         report.line(f"cluster {result.server_version} via {acc.source}; helm {helm.version}")
         cluster = Cluster(helm, plan.env, acc.kubeconfig)
-        history = cluster.history()
-        _recover(cluster, history, report, result, dry=opts.diff_only, force=opts.recover_pending)
-        if plan.env.approval or opts.diff_only:
-            result.diff = diff_manifests(
-                cluster.manifest() if history else "", cluster.render(plan), plan.env.namespace
-            )
-            result.diff.live_revision = previous_good(history)
-            report.diff(result.diff)
         if opts.diff_only:
+            history = cluster.history()
+            _recover(cluster, history, report, result, dry=True, force=opts.recover_pending)
+            _show_diff(cluster, plan, history, report, result)
             result.duration = time.monotonic() - started
             return result
-        history = cluster.history() if result.recovery.action != "none" else history
-        result.previous_revision = previous_good(history)
         result.namespace_action = client.ensure_namespace(plan.env.namespace, kube.PSS_LABELS)
         report.line(f"namespace {plan.env.namespace}: {result.namespace_action}")
-        _upgrade(cluster, client, plan, opts, report)
-        result.revision = cluster.revision()
+        lease = kube.Lease(client, plan.env.namespace, plan.env.release, release.run_id())
+        previous = lease.acquire(
+            plan.env.lease_wait,
+            lambda h: report.line(
+                f"waiting for {plan.env.name} (up to {plan.env.lease_wait}s): another deploy "
+                f"holds it, {h.describe()}"
+            ),
+            where=f"environment {plan.env.name}",
+        )
+        try:
+            _locked(_Deploy(cluster, client, plan, opts, report, result), previous != "absent")
+        finally:
+            lease.release()
     result.record_path = release.write_release(_record(plan, result), out_dir)
     result.duration = time.monotonic() - started
     return result
+
+
+@dataclass(frozen=True)
+class _Deploy:
+    """One deploy in progress: what every stage after the checks works with."""
+
+    cluster: Cluster
+    client: Any
+    plan: Plan
+    opts: Options
+    report: Reporter
+    result: Result
+
+
+def _locked(d: _Deploy, abandoned: bool) -> None:
+    """Holding the environment's Lease: recover, decide, upgrade (or skip)."""
+    cluster, plan, opts, report, result = d.cluster, d.plan, d.opts, d.report, d.result
+    history = cluster.history()
+    # Holding the Lease, a pending release was left by a deploy that ended (its Lease was
+    # handed back or expired): recovered at once, whatever its age.
+    _recover(cluster, history, report, result, dry=False, force=opts.recover_pending or abandoned)
+    if result.recovery.action != "none":
+        history = cluster.history()
+    if plan.env.approval:
+        _show_diff(cluster, plan, history, report, result)
+    result.previous_revision = previous_good(history)
+    result.decision = _decide(cluster, d.client, plan, opts, history)
+    report.line(f"{'upgrade' if result.decision.upgrade else 'skip'}: {result.decision.reason}")
+    if not result.decision.upgrade:
+        result.revision = result.previous_revision
+        return
+    _upgrade(d)
+    result.revision = cluster.revision()
+
+
+def _show_diff(
+    cluster: Cluster, plan: Plan, history: list[dict[str, Any]], report: Reporter, result: Result
+) -> None:
+    result.diff = diff_manifests(
+        cluster.manifest() if history else "", cluster.render(plan), plan.env.namespace
+    )
+    result.diff.live_revision = previous_good(history)
+    report.diff(result.diff)
+
+
+def _decide(
+    cluster: Cluster, client: Any, plan: Plan, opts: Options, history: list[dict[str, Any]]
+) -> skip.Decision:
+    """Upgrade unless the rendered manifests equal the live, healthy, undrifted release."""
+    from ci import kube
+
+    status = _last_status(history)
+    if opts.force or status != "deployed":
+        return skip.decide(force=opts.force, status=status, changes=0, not_ready=[], drifted=[])
+    live = cluster.manifest()
+    changes = diff_manifests(live, cluster.render_live(plan), plan.env.namespace).changes
+    not_ready: list[str] = []
+    drifted: list[str] = []
+    if not changes:
+        ns = plan.env.namespace
+        not_ready = [
+            line
+            for line, done in kube.status_lines(client, ns)
+            if not done and not line.startswith("job/")
+        ]
+        if not not_ready:
+            objects = skip.index_live(cluster.live_objects(live), ns)
+            drifted = skip.drift(index_manifests(live, ns), objects)
+    return skip.decide(
+        force=False, status=status, changes=len(changes), not_ready=not_ready, drifted=drifted
+    )
+
+
+def _last_status(history: list[dict[str, Any]]) -> str | None:
+    if not history:
+        return None
+    return str(max(history, key=lambda h: int(h["revision"])).get("status", ""))
 
 
 def _recover(
@@ -136,15 +226,30 @@ def _recover(
         cluster.uninstall()
 
 
-def _upgrade(cluster: Cluster, client: Any, plan: Plan, opts: Options, report: Reporter) -> None:
-    """Run Helm with a monitor watching; on failure raise with the diagnosis attached."""
+def _upgrade(d: _Deploy) -> None:
+    """Run Helm with a monitor watching; a final failure stops it at once; raise on failure."""
     from ci import kube
 
+    cluster, plan, report = d.cluster, d.plan, d.report
+
     argv = upgrade_argv(
-        cluster.helm, plan, kubeconfig=cluster.kubeconfig, server_side=opts.server_side
+        cluster.helm, plan, kubeconfig=cluster.kubeconfig, server_side=d.opts.server_side
     )
     report.line(f"helm upgrade --install {plan.env.release} -> {plan.env.namespace}")
-    monitor = kube.Monitor(client, plan.env.namespace, report.line)
+    stop = proc.Cancel()
+
+    def final(reason: str) -> None:
+        report.line(f"  stopping helm: {reason}")
+        stop.cancel(reason)
+
+    monitor = kube.Monitor(
+        d.client,
+        plan.env.namespace,
+        report.line,
+        since=d.result.since,
+        max_restarts=plan.env.max_restarts,
+        on_fatal=final,
+    )
     monitor.start()
     try:
         done = proc.run(
@@ -153,26 +258,49 @@ def _upgrade(cluster: Cluster, client: Any, plan: Plan, opts: Options, report: R
             check=False,
             on_line=lambda line, _s: report.line(f"  helm: {line}") if line.strip() else None,
             what="helm upgrade",
+            grace=plan.env.interrupt_grace,
+            cancel=stop,
         )
     finally:
         monitor.stop()
-    if done.ok:
+    if done.ok and stop.reason is None:
         return
     output = done.stderr + done.stdout
-    if LOCK_MESSAGE in output or "another operation" in output:
+    if stop.reason is None and (LOCK_MESSAGE in output or "another operation" in output):
         raise DeployError(
             f"release {plan.env.release} in {plan.env.namespace}: Helm reports another operation "
             "in progress; refusing (two deploys to one environment must not overlap)"
         )
-    raise _failure(cluster, client, plan, monitor, output)
+    if stop.reason is not None:
+        _ensure_rolled_back(cluster, report)
+    raise _failure(d, monitor, output, stop.reason)
 
 
-def _failure(cluster: Cluster, client: Any, plan: Plan, monitor: Any, output: str) -> CiError:
+def _ensure_rolled_back(cluster: Cluster, report: Reporter) -> None:
+    """After Helm was stopped: roll back unless Helm already did (the newest must be deployed)."""
+    history = cluster.history()
+    if _last_status(history) == "deployed":
+        return
+    good = previous_good(history)
+    if good is None:
+        report.line("no earlier revision to roll back to: uninstalling the failed release")
+        cluster.uninstall()
+        return
+    report.line(f"rolling back to revision {good}")
+    cluster.rollback(good)
+
+
+def _failure(d: _Deploy, monitor: Any, output: str, cause: str | None) -> CiError:
+    """The error of a failed upgrade: the cause in one line, the diagnosis as its detail."""
     from ci import kube
+
+    cluster, plan = d.cluster, d.plan
 
     parts = [proc.tail(output, 10)]
     try:
-        parts.append(kube.diagnose(client, plan.env.namespace, monitor.problems).text())
+        parts.append(
+            kube.diagnose(d.client, plan.env.namespace, monitor.problems, d.result.since).text()
+        )
     except Exception as exc:  # a diagnosis must not hide the failure it explains
         parts.append(f"(diagnosis incomplete: {kube.first_line(exc)})")
     history: list[dict[str, Any]] = []
@@ -181,6 +309,12 @@ def _failure(cluster: Cluster, client: Any, plan: Plan, monitor: Any, output: st
         parts.append(history_text(history))
     except CiError as exc:
         parts.append(f"(no history: {exc.message})")
+    if cause is not None:
+        return DeployError(
+            f"deploy of {plan.env.release} to {plan.env.name} stopped: {cause}"
+            f"{rolled_back(history)}",
+            detail="\n".join(p for p in parts if p),
+        )
     reason = helmlib.error_message(output, limit=300, default="helm upgrade failed")
     return DeployError(
         f"deploy of {plan.env.release} to {plan.env.name} failed{rolled_back(history)}: {reason}",
@@ -214,6 +348,10 @@ def _record(plan: Plan, result: Result) -> ReleaseRecord:
         triggered_by=plan.triggered_by,
         time=release.now(),
         run_id=release.run_id(),
+        deploy={
+            "action": "upgraded" if result.decision.upgrade else "skipped",
+            "reason": result.decision.reason,
+        },
     )
 
 

@@ -237,3 +237,33 @@ def test_a_program_started_in_another_thread_gets_the_signal_too() -> None:
     thread.join(20)
     assert outcome == [3]
     assert "got SIGTERM" in seen
+
+
+def test_cancel_from_another_thread_stops_the_program_politely() -> None:
+    seen: list[str] = []
+    token = proc.Cancel()
+
+    def sink(line: str, _stream: str) -> None:
+        seen.append(line)
+        if line == "ready":
+            threading.Thread(target=token.cancel, args=("image not found",)).start()
+
+    started = time.monotonic()
+    result = proc.run(
+        (PY, "-c", TRAPPING, "0.2"), check=False, timeout=30, on_line=sink, cancel=token
+    )
+    assert time.monotonic() - started < 10
+    assert result.returncode == 3  # the program's own exit after its shutdown ran
+    assert seen == ["ready", "got SIGTERM", "stopped"]
+    assert token.reason == "image not found"
+
+
+def test_a_cancel_before_the_program_starts_stops_it_at_once() -> None:
+    token = proc.Cancel()
+    token.cancel("first")
+    token.cancel("second")
+    started = time.monotonic()
+    result = proc.run(("sleep", "30"), check=False, cancel=token)
+    assert time.monotonic() - started < 5
+    assert result.returncode == -signal.SIGTERM
+    assert token.reason == "first"
