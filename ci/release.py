@@ -39,6 +39,8 @@ class ImageRef:
     #: The cosign signature manifest and the attestation manifests a verification accepted.
     signature: str = ""
     attestations: tuple[str, ...] = ()
+    #: The commit the image was built from (its provenance's), when the build recorded it.
+    revision: str = ""
 
     @property
     def ref(self) -> str:
@@ -82,6 +84,7 @@ class ReleaseRecord:
                     values_key=str(i.get("values_key", name)),
                     signature=str(i.get("signature") or ""),
                     attestations=tuple(str(a) for a in i.get("attestations") or ()),
+                    revision=str(i.get("revision") or ""),
                 )
                 for name, i in dict(data["images"]).items()
             ]
@@ -151,6 +154,7 @@ def load_images(path: Path) -> tuple[list[ImageRef], str]:
                 values_key=str(item.get("values_key") or item["name"]),
                 signature=str(item.get("signature") or ""),
                 attestations=tuple(str(a) for a in item.get("attestations") or ()),
+                revision=str(item.get("revision") or ""),
             )
         )
     if not refs:

@@ -80,8 +80,14 @@ class Attestations:
         return sorted(self.manifests.values())
 
 
-def read(registry: Client, repo: str, digest: str, *, bodies: bool = True) -> Attestations:
-    """The attestations inside the index ``repo@digest``; empty when it is a bare manifest."""
+def read(
+    registry: Client, repo: str, digest: str, *, bodies: tuple[str, ...] | None = None
+) -> Attestations:
+    """The attestations inside the index ``repo@digest``; empty when it is a bare manifest.
+
+    ``bodies`` names the predicate types whose statements are fetched (None: all of them;
+    an SBOM can be megabytes, and the layer annotation already says what a statement is).
+    """
     index = registry.manifest(repo, digest)
     if index is None:
         raise RegistryError(f"{registry.host}/{repo}@{digest} is not in the registry")
@@ -98,7 +104,9 @@ def read(registry: Client, repo: str, digest: str, *, bodies: bool = True) -> At
     return found
 
 
-def _statements(registry: Client, repo: str, digest: str, bodies: bool) -> list[Statement]:
+def _statements(
+    registry: Client, repo: str, digest: str, bodies: tuple[str, ...] | None
+) -> list[Statement]:
     manifest = registry.manifest(repo, digest)
     if manifest is None:
         raise RegistryError(f"attestation manifest {repo}@{digest} is missing")
@@ -106,7 +114,7 @@ def _statements(registry: Client, repo: str, digest: str, bodies: bool) -> list[
     for layer in manifest.json().get("layers", []):
         kind = str((layer.get("annotations") or {}).get(_PREDICATE_ANNOTATION, ""))
         data: dict[str, Any] = {}
-        if bodies:
+        if bodies is None or kind in bodies:
             data = json.loads(registry.blob(repo, str(layer["digest"])))
         subjects = [
             f"sha256:{s.get('digest', {}).get('sha256', '')}" for s in data.get("subject", [])

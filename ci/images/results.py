@@ -39,6 +39,8 @@ class ImageResult:
     #: Attestation manifests in the pushed index, and which statements they carry.
     attestations: list[str] = field(default_factory=list)
     provenance: bool = False
+    #: The commit the image was built from, as its provenance says (an earlier one if reused).
+    revision: str = ""
     sbom: bool = False
     log: list[str] = field(default_factory=list, repr=False)
 

@@ -190,9 +190,13 @@ class _Runner:
     def _supply(self, job: Job, res: ImageResult) -> None:
         """Record the pushed index's attestations; sign its digest unless it is signed already."""
         _, repo, _ = split_reference(f"{job.repository}@{res.digest}")
-        found = attest.read(self.registry, repo, res.digest, bodies=False)
+        found = attest.read(self.registry, repo, res.digest, bodies=attest.PROVENANCE_TYPES)
         res.attestations = found.digests()
-        res.provenance = bool(found.of_type(attest.PROVENANCE_TYPES))
+        provenance = found.of_type(attest.PROVENANCE_TYPES)
+        res.provenance = bool(provenance)
+        # An unchanged image reused by a later commit was built from an earlier one.
+        built_from = {attest.provenance_revision(s.predicate) for _, s in provenance} - {""}
+        res.revision = built_from.pop() if len(built_from) == 1 else ""
         res.sbom = bool(found.of_type(attest.SPDX_TYPE))
         if self.signer is None:
             return

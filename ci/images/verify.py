@@ -140,7 +140,7 @@ def check_attestations(
     if image.attestations and tuple(found.digests()) != tuple(image.attestations):
         return "attestations differ from the ones the build recorded"
     if rules.provenance:
-        reason = _check_provenance(found, git_sha)
+        reason = _check_provenance(found, image.revision or git_sha)
         if reason:
             return reason
     if rules.sbom and not found.of_type(attest.SPDX_TYPE):

@@ -150,6 +150,7 @@ def test_push_attests_and_signs_and_cosign_verifies(project: Project, tmp_path: 
         [(_, sbom)] = found.of_type(attest.SPDX_TYPE)
         assert sbom.predicate.get("spdxVersion", "").startswith("SPDX-"), name
         assert result["provenance"] is True
+        assert result["revision"] == sha
         assert result["sbom"] is True
         assert result["attestations"] == found.digests()
         assert result["signed"] is True
@@ -177,6 +178,17 @@ def test_deploy_verifies_and_refuses(project: Project, tmp_path: Path) -> None:
     assert "refused" not in accepted.stderr, accepted.stderr
     assert accepted.returncode in (2, 3), accepted.stderr
     assert "kubeconfig" in accepted.stderr
+
+    # A later commit that changes no image reuses them; their provenance names the commit
+    # that built them, as images.json records, and they are still accepted.
+    (project.root / "NOTES.md").write_text("not in any build context\n", encoding="utf-8")
+    project.commit("notes")
+    reused = _push(project)
+    assert {n: r["status"] for n, r in reused.items()} == {"api": "cached", "web": "cached"}
+    assert reused["api"]["revision"] == results["api"]["revision"] != project.head()
+    accepted = _deploy(project)
+    assert "refused" not in accepted.stderr, accepted.stderr
+    assert accepted.returncode in (2, 3), accepted.stderr
 
     # An image pushed without ci (plain docker push): unsigned, refused before Helm.
     rogue = f"{REGISTRY}/{project.repo('api')}:rogue"

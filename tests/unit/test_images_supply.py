@@ -139,7 +139,7 @@ def test_read_finds_the_attestation_manifest_of_each_platform_image() -> None:
     assert found.digests() == [ATT]
     [(image, statement)] = found.of_type(attest.SPDX_TYPE)
     assert (image, statement.subjects) == (IMAGE, [IMAGE])
-    shallow = attest.read(fake, "repo", INDEX, bodies=False)  # type: ignore[arg-type]
+    shallow = attest.read(fake, "repo", INDEX, bodies=())  # type: ignore[arg-type]
     assert [s.predicate_type for s in shallow.statements[IMAGE]] == [attest.SPDX_TYPE]
 
 
@@ -175,6 +175,14 @@ def test_attestations_other_than_the_recorded_ones_are_refused() -> None:
     recorded = dataclasses.replace(REF, attestations=("sha256:" + "7" * 64,))
     reason = verify.check_attestations(recorded, _provenance(), RULES, SHA)
     assert reason == "attestations differ from the ones the build recorded"
+
+
+def test_a_reused_image_is_checked_against_the_commit_that_built_it() -> None:
+    older = dataclasses.replace(REF, revision=SHA)
+    assert verify.check_attestations(older, _provenance(), RULES, "e" * 40) == ""
+    forged = dataclasses.replace(REF, revision="e" * 40)
+    reason = verify.check_attestations(forged, _provenance(), RULES, SHA)
+    assert reason == f"provenance names commit {SHA[:12]}, not {'e' * 12}"
 
 
 def test_sbom_required_but_absent_is_refused() -> None:
