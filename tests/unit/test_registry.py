@@ -51,7 +51,7 @@ class _Server:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            do_GET = do_HEAD = do_PUT = do_DELETE = _answer
+            do_GET = do_HEAD = do_PUT = do_DELETE = do_POST = _answer
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -310,3 +310,52 @@ def test_tagging_the_same_content_twice_writes_nothing(serve: Callable[[Script],
     first = sum(m == "PUT" for m, _p, _h in server.requests)
     publish.add_tags(job, client, digest, list(job.tags[1:]), lambda *_: None)
     assert sum(m == "PUT" for m, _p, _h in server.requests) == first == 3
+
+
+# ----------------------------------------------------------------------------- tags and blobs
+
+
+def test_tags_follow_the_registrys_pages(serve: Callable[[Script], _Server]) -> None:
+    def script(_method: str, path: str, _headers: dict[str, str]) -> Reply:
+        if path == "/v2/ns/api/tags/list?n=1000":
+            link = '</v2/ns/api/tags/list?n=1000&last=b>; rel="next"'
+            return 200, {"Link": link}, json.dumps({"tags": ["a", "b"]}).encode()
+        if path == "/v2/ns/api/tags/list?n=1000&last=b":
+            return 200, {}, json.dumps({"tags": ["c"]}).encode()
+        return 404, {}, b""
+
+    server = serve(script)
+    client, _ = _client(server.host)
+    assert client.tags("ns/api") == ["a", "b", "c"]
+    assert client.tags("ns/none") == []
+
+
+def test_put_blob_uploads_in_one_request(serve: Callable[[Script], _Server]) -> None:
+    body = b'{"config": {}}'
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def script(method: str, path: str, _headers: dict[str, str]) -> Reply:
+        if method == "POST" and path == "/v2/ns/api/blobs/uploads/":
+            return 202, {"Location": "/v2/ns/api/blobs/uploads/u1?state=x"}, b""
+        if method == "PUT" and path == f"/v2/ns/api/blobs/uploads/u1?state=x&digest={digest}":
+            return 201, {}, b""
+        return 400, {}, b""
+
+    server = serve(script)
+    client, _ = _client(server.host)
+    assert client.put_blob("ns/api", body) == digest
+    assert server.body == body
+
+
+def test_connection_failure_is_unreachable_exit_3() -> None:
+    client, _ = _client(f"127.0.0.1:{_free_port()}", retries=0)
+    with pytest.raises(registry.RegistryUnreachable) as caught:
+        client.digest("ns/api", "main")
+    assert caught.value.exit_code == 3
+    assert isinstance(caught.value, RegistryError)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
