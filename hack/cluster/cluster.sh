@@ -2,8 +2,9 @@
 # A single-node Kubernetes cluster built from source, for machines where kind cannot run.
 #   hack/cluster/cluster.sh up|down|status
 # up:     build (cached) and start etcd, the control plane, containerd (own socket, root and
-#         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage, the
-#         ingress controller, metrics-server and NetworkPolicy enforcement (kube-network-policies);
+#         state, beside Docker's), kubelet, kube-proxy, then CoreDNS, local-path storage,
+#         metrics-server and NetworkPolicy enforcement (kube-network-policies), and through
+#         addons.sh the ingress (Traefik, Gateway API) and the platform add-ons (CLUSTER_ADDONS);
 #         prints the kubeconfig path.
 # down:   stop every process it started, unmount every mount, delete its interfaces, iptables
 #         rules, nftables tables and state; Docker keeps working.

@@ -6,7 +6,10 @@
 # NetworkPolicies enforced (a pod of another namespace refused by a deny-all policy and admitted by
 # one that selects its namespace; the Ingress answering where only namespace ingress-nginx is
 # admitted), `kubectl top node` giving numbers and a CPU HorizontalPodAutoscaler reading a
-# utilisation (metrics-server behind the aggregation layer).
+# utilisation (metrics-server behind the aggregation layer); and the platform: an HTTPRoute
+# answering through Traefik's Gateway, Prometheus scraping a test ServiceMonitor's target, a span
+# sent over OTLP to the collector found through Jaeger's API, a test pod's log line found in
+# VictoriaLogs. An add-on left out at start-up (CLUSTER_ADDONS) is reported SKIP, never PASS.
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +31,9 @@ TOKEN=token-$(date +%s)-$$
 IMAGE=$REGISTRY/cluster/test-web:$TOKEN
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 now() { date +%s.%N; }
-failed=0 passed=0
+failed=0 passed=0 skipped=0
+# the add-ons cluster-up started (addons.sh writes them; the ingress always runs)
+ADDONS=$(cat "$STATE/addons" 2>/dev/null || echo "")
 
 check() { # check NAME COMMAND...: run, time and report one check
   local name=$1 t0 out
@@ -42,6 +47,18 @@ check() { # check NAME COMMAND...: run, time and report one check
     printf '  FAIL %-52s %6.1f s\n' "$name" "$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')"
     printf '%s\n' "$out" | tail -n 15 | sed 's/^/       /'
   fi
+}
+
+addon_check() { # addon_check ADDON[,ADDON] NAME COMMAND...: needs those add-ons; SKIP if left out
+  local addon
+  for addon in ${1//,/ }; do
+    [[ " $ADDONS " == *" $addon "* ]] && continue
+    skipped=$((skipped + 1))
+    printf '  SKIP %-52s (add-on %s not started: CLUSTER_ADDONS)\n' "$2" "$addon"
+    return 0
+  done
+  shift
+  check "$@"
 }
 
 retry() { # retry SECONDS COMMAND...: until it succeeds
@@ -59,7 +76,10 @@ node_ready() {
 push_image() { # an image only this run has: proves the pods run what was pushed
   local ctx
   ctx=$(mktemp -d)
-  printf 'FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html\n' "$BUSYBOX_IMAGE" "$TOKEN" >"$ctx/Dockerfile"
+  # /www/metrics.txt: a Prometheus text exposition (".txt" makes httpd send text/plain, which
+  # Prometheus 3 needs to parse it)
+  printf 'FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html && echo "cluster_test_up 1" > /www/metrics.txt\n' \
+    "$BUSYBOX_IMAGE" "$TOKEN" >"$ctx/Dockerfile"
   docker build -q -t "$IMAGE" "$ctx" && docker push -q "$IMAGE"
   rm -rf "$ctx"
 }
@@ -124,7 +144,8 @@ ingress_refused() { ! curl -fsS -m 4 -H 'Host: web.cluster-test.local' "$INGRESS
 
 ingress_answers() { curl -fsS -m 5 -H 'Host: web.cluster-test.local' "$INGRESS_URL/" | grep -q "$TOKEN"; }
 
-tls_secret() { # a self-signed certificate for the test host, as a kubernetes.io/tls Secret
+tls_secret() { # a self-signed certificate for the test host, as a kubernetes.io/tls Secret; as with
+  # ingress-nginx, a TLS host redirects HTTP to HTTPS unless told not to (the checks below use HTTP)
   local dir
   dir=$(mktemp -d)
   openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 1 \
@@ -133,7 +154,7 @@ tls_secret() { # a self-signed certificate for the test host, as a kubernetes.io
   cp "$dir/tls.crt" "$STATE/test-ingress.crt"
   k -n "$NS" create secret tls web-tls --cert "$dir/tls.crt" --key "$dir/tls.key" &&
     k -n "$NS" patch ingress web --type merge \
-      -p '{"spec":{"tls":[{"hosts":["web.cluster-test.local"],"secretName":"web-tls"}]}}'
+      -p '{"metadata":{"annotations":{"nginx.ingress.kubernetes.io/ssl-redirect":"false"}},"spec":{"tls":[{"hosts":["web.cluster-test.local"],"secretName":"web-tls"}]}}'
   rm -rf "$dir"
 }
 
@@ -142,6 +163,74 @@ ingress_tls_answers() { # verified against the Secret's certificate
   curl -fsS -m 5 --cacert "$STATE/test-ingress.crt" \
     --resolve "web.cluster-test.local:$port:127.0.0.1" "https://web.cluster-test.local:$port/" |
     grep -q "$TOKEN"
+}
+
+# ---- platform add-ons
+proxy() { # proxy NAMESPACE SERVICE:PORT PATH: GET through the API server's service proxy
+  k get --raw "/api/v1/namespaces/$1/services/$2/proxy$3"
+}
+
+httproute() { # an HTTPRoute on the Gateway ingress-nginx/local, for its own host name
+  k -n "$NS" apply -f - <<EOF
+{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+ "spec": {"parentRefs": [{"name": "local", "namespace": "ingress-nginx"}],
+          "hostnames": ["route.cluster-test.local"],
+          "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}
+EOF
+}
+
+httproute_answers() {
+  curl -fsS -m 5 -H 'Host: route.cluster-test.local' "$INGRESS_URL/" | grep -q "$TOKEN"
+}
+
+target_up() { # Prometheus lists the ServiceMonitor's targets, healthy
+  proxy monitoring prometheus:9090 /api/v1/targets | python3 -c '
+import json, sys
+pool = "serviceMonitor/'"$NS"'/web/0"
+targets = [t for t in json.load(sys.stdin)["data"]["activeTargets"] if t["scrapePool"] == pool]
+sys.exit(0 if targets and all(t["health"] == "up" for t in targets) else 1)'
+}
+
+servicemonitor_scraped() { # the web pods' /metrics.txt, every 5 s
+  k -n "$NS" apply -f - <<EOF
+{"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "web"},
+ "spec": {"selector": {"matchLabels": {"app": "web"}},
+          "endpoints": [{"targetPort": 8080, "path": "/metrics.txt", "interval": "5s"}]}}
+EOF
+  retry 150 target_up
+}
+
+span_json() { # one span of service cluster-test-TOKEN, in OTLP/JSON
+  python3 - "$1" "$TOKEN" <<'PY'
+import json, sys, time
+trace_id, token = sys.argv[1], sys.argv[2]
+now = time.time_ns()
+print(json.dumps({"resourceSpans": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "cluster-test-" + token}}]},
+    "scopeSpans": [{"spans": [{"traceId": trace_id, "spanId": trace_id[:16], "name": "cluster-test",
+                               "kind": 2, "startTimeUnixNano": str(now - 5_000_000),
+                               "endTimeUnixNano": str(now)}]}]}]}))
+PY
+}
+
+span_sent() { # from the client pod to the collector's Service, by the name the chart defaults to
+  local body
+  body=$(span_json "$TRACE_ID")
+  client sh -c "printf 'POST /v1/traces HTTP/1.0\r\nHost: otel-collector\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n%s' '$body' |
+    nc -w 5 otel-collector.observability 4318" | head -n 1 | grep -q ' 200 '
+}
+
+span_found() { proxy monitoring jaeger:16686 "/api/traces/$TRACE_ID" | grep -q "cluster-test-$TOKEN"; }
+
+log_found() { # LogsQL: the line, with the pod's namespace added by the collector
+  proxy monitoring victorialogs:9428 "/select/logsql/query?query=%22cluster-test-log-$TOKEN%22" |
+    grep "cluster-test-log-$TOKEN" | grep -q "\"k8s.namespace.name\":\"$NS\""
+}
+
+log_stored() { # a pod that writes one line with this run's token, then the line in the store
+  k -n "$NS" run logger --image "$BUSYBOX_IMAGE" --restart Never -- \
+    sh -c "echo cluster-test-log-$TOKEN; exec sleep 3600" >/dev/null &&
+    retry 90 log_found
 }
 
 # "schedule-ci   123m   6%   1510Mi   19%": metrics-server answers through the aggregation layer
@@ -168,6 +257,13 @@ check "StatefulSet PVC Bound (default StorageClass)" pvc_bound
 check "Ingress (class nginx) answers on $INGRESS_URL" retry 60 ingress_answers
 check "TLS Secret added to the Ingress" tls_secret
 check "Ingress TLS answers on $TLS_URL" retry 60 ingress_tls_answers
+check "HTTPRoute applied (Gateway ingress-nginx/local)" httproute
+check "HTTPRoute answers through Traefik on $INGRESS_URL" retry 60 httproute_answers
+addon_check prometheus "Prometheus scrapes a test ServiceMonitor's targets" servicemonitor_scraped
+TRACE_ID=$(openssl rand -hex 16)
+addon_check otel "span sent over OTLP to otel-collector.observability" retry 30 span_sent
+addon_check otel,jaeger "the span found through Jaeger's query API" retry 60 span_found
+addon_check otel,logs "a pod's log line found in VictoriaLogs (LogsQL)" log_stored
 check "pod of another namespace reaches web (no policy)" peer_reaches_unrestricted
 check "NetworkPolicy deny-all refuses it and the Ingress" deny_all_refuses
 check "Ingress answers with only ingress-nginx admitted" ingress_only_admitted
@@ -176,5 +272,5 @@ check "kubectl top node returns numbers" retry 60 top_node
 check "HPA on CPU reports a current utilisation" retry 150 hpa_utilisation
 printf 'checks took %.1f s; cluster start took %s s (recorded in %s)\n' \
   "$(awk -v a="$t_all" -v b="$(now)" 'BEGIN{print b-a}')" "$(field startup_seconds)" "$json"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 ((failed == 0))
