@@ -344,3 +344,35 @@ def test_prune_lists_then_deletes_exactly_what_the_rule_says(project: Project) -
     assert client.manifest(repo, seeded["main-released"]) is not None
     assert client.manifest(repo, sig) is None
     assert "deleted 2 image(s), kept 4" in real.stdout
+
+
+def test_prune_takes_attestations_and_signature_with_a_real_image(project: Project) -> None:
+    """Two builds on main, keep one: the older index goes with its attestation manifests and
+    its cosign signature; the newer one and everything it references stay."""
+    _supply_config(project, sbom=False)
+    path = project.root / "ci.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("keep_days: 7", "keep_days: 0"),
+        encoding="utf-8",
+    )
+    project.commit("keep one image per branch, however young")
+    old = _push(project)["api"]
+    (project.root / "api" / "src" / "more.txt").write_text("more\n", encoding="utf-8")
+    project.commit("change api")
+    new = _push(project)["api"]
+    assert new["digest"] != old["digest"]
+    client = registry.Client(REGISTRY, retries=1)
+    repo = project.repo("api")
+    index = client.manifest(repo, old["digest"])
+    assert index is not None
+    old_children = [m["digest"] for m in index.json()["manifests"]]
+
+    real = project.ci("images", "prune", "--delete", "--keep-release", str(project.out / "none"))
+    _ok(real)
+    assert f"deleted {repo}@{old['digest']}" in real.stdout
+    assert client.manifest(repo, old["digest"]) is None
+    assert client.manifest(repo, old["signature"]) is None
+    assert all(client.manifest(repo, child) is None for child in old_children)
+    assert client.manifest(repo, new["digest"]) is not None
+    assert client.manifest(repo, new["signature"]) is not None
+    assert set(attest.read(client, repo, new["digest"]).digests()) == set(new["attestations"])
