@@ -99,8 +99,12 @@ def verify_image(
     return replace(image, signature=signature, attestations=tuple(found.digests()))
 
 
-def cosign_verify(ref: str, rules: Verify, *, insecure: bool = False) -> str:
-    """Run ``cosign verify``; the reason it refused, or "" when the signature is good."""
+def verify_argv(ref: str, rules: Verify, *, insecure: bool = False) -> list[str]:
+    """The ``cosign verify`` command line for one reference (pure but for finding cosign).
+
+    A key signature is checked offline (key-mode signing uploads nothing to the transparency
+    log); a keyless one needs the log and the certificate's identity and issuer.
+    """
     host, _, _ = split_reference(ref)
     argv = [str(tools.require("cosign").path), "verify", *registry_flags(host, insecure)]
     if rules.key is not None:
@@ -111,7 +115,13 @@ def cosign_verify(ref: str, rules: Verify, *, insecure: bool = False) -> str:
         if rules.identity_regexp:
             argv += ["--certificate-identity-regexp", rules.identity_regexp]
         argv += ["--certificate-oidc-issuer", str(rules.issuer)]
-    result = proc.run([*argv, ref], timeout=120, check=False, what="cosign verify")
+    return [*argv, ref]
+
+
+def cosign_verify(ref: str, rules: Verify, *, insecure: bool = False) -> str:
+    """Run ``cosign verify``; the reason it refused, or "" when the signature is good."""
+    argv = verify_argv(ref, rules, insecure=insecure)
+    result = proc.run(argv, timeout=120, check=False, what="cosign verify")
     if result.ok:
         return ""
     who = (

@@ -353,3 +353,29 @@ def test_an_environment_with_approval_must_verify(cfg: config.Config) -> None:
     with pytest.raises(verify.VerificationFailed, match="needs approval") as caught:
         verify.verify_images(strict, "test", [REF])
     assert exit_code(caught.value) == 1
+
+
+def test_keyless_verification_names_identity_and_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tools, "require", lambda _n: type("T", (), {"path": "cosign"}))
+    rules = config.Verify(
+        identity_regexp="^https://github.com/o/r/",
+        issuer="https://token.actions.githubusercontent.com",
+    )
+    assert verify.verify_argv("ghcr.io/o/api@" + INDEX, rules) == [
+        "cosign",
+        "verify",
+        "--certificate-identity-regexp",
+        "^https://github.com/o/r/",
+        "--certificate-oidc-issuer",
+        "https://token.actions.githubusercontent.com",
+        "ghcr.io/o/api@" + INDEX,
+    ]
+    keyed = verify.verify_argv("127.0.0.1:5000/t/api@" + INDEX, RULES)
+    assert keyed[2:] == [
+        "--allow-insecure-registry",
+        "--allow-http-registry",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog=true",
+        "127.0.0.1:5000/t/api@" + INDEX,
+    ]
