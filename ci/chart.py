@@ -25,6 +25,7 @@ from ci import helm as helmcmd
 from ci.config import Config, Environment, read_yaml_with_lines
 from ci.errors import ChartError, ConfigError, Location
 from ci.manifests import ERROR, WARNING, Finding, Issue, Manifest, parse_manifests
+from ci.observe import offline as observability
 
 
 @dataclass
@@ -333,7 +334,8 @@ def check(
     findings_path: Path | None = None,
     rendered_dir: Path | None = None,
 ) -> Report:
-    """Lint, render, validate and policy for every environment; write ``findings.json``.
+    """Lint, render, validate, policy and observability for every environment; write
+    ``findings.json``.
 
     helm runs in parallel (lint and one render per environment); an environment that does
     not render is a finding, and the other environments are still checked.
@@ -355,6 +357,7 @@ def check(
                 write_rendered(outcome, rendered_dir / outcome.env)
             report.extend(validate_env(cfg, outcome))
             report.findings += policy_env(cfg, outcome).findings
+            report.findings += observability.chart_findings(cfg, outcome.env, outcome.manifests)
         for lint_future in lint_futures:
             report.findings += lint_future.result()
     report.findings.sort(key=_order)

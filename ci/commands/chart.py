@@ -109,7 +109,13 @@ def chart_policy(cctx: click.Context, envs: tuple[str, ...]) -> None:
 @env_option
 @click.pass_context
 def chart_check(cctx: click.Context, envs: tuple[str, ...]) -> None:
-    """Lint, render, validate and policy for every environment; write OUT/findings.json."""
+    """Lint, render, validate, policy and observability for every environment; write
+    OUT/findings.json.
+
+    Observability (with promtool): every PrometheusRule passes `promtool check rules`, every
+    alert has a unit test in the chart's alert-tests/ that passes `promtool test rules`, and
+    every dashboard panel's query parses.
+    """
     from ci import chart, presenter
 
     ctx: Context = cctx.obj

@@ -17,6 +17,7 @@ from typing import Any
 
 from ci.config import SmokeCheck
 from ci.observe.endpoints import Api, Reply
+from ci.observe.prometheus import prometheus_problem, samples, series_text
 from ci.smoke.checks import Verdict, substitute
 from ci.smoke.results import CheckResult
 
@@ -36,40 +37,6 @@ def new_traceparent() -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def _number(text: Any) -> float:
-    return float(text)  # Prometheus sends "NaN", "+Inf" and decimals as strings
-
-
-def samples(data: Any) -> list[tuple[dict[str, str], float]]:
-    """The (labels, value) pairs of a ``/api/v1/query`` answer; a range answer's last values."""
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        return [({}, _number(result[1]))]
-    if kind == "vector":
-        return [(r.get("metric", {}), _number(r["value"][1])) for r in result]
-    if kind == "matrix":
-        return [(r.get("metric", {}), _number(r["values"][-1][1])) for r in result if r["values"]]
-    return []
-
-
-def series_text(labels: Mapping[str, str], value: float) -> str:
-    name = labels.get("__name__", "")
-    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
-    return f"{name}{{{inner}}} {value:g}"
-
-
-def prometheus_problem(reply: Reply) -> tuple[str | None, Any]:
-    """Why a Prometheus API reply is not a success (None when it is), and its ``data``."""
-    if reply.error:
-        return reply.error, None
-    doc = reply.json()
-    if not isinstance(doc, dict):
-        return f"status {reply.status}, response is not Prometheus JSON", None
-    if doc.get("status") != "success":
-        return f"Prometheus {doc.get('errorType', 'error')}: {doc.get('error', reply.status)}", None
-    return None, doc.get("data")
 
 
 def judge_metrics(check: SmokeCheck, reply: Reply) -> tuple[Verdict, str]:

@@ -25,7 +25,7 @@ from ci import config, release, smoke
 from ci.config import Endpoint, SmokeCheck
 from ci.config.model import Observability
 from ci.errors import ConfigError
-from ci.smoke import observability as obs
+from ci.observe import prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -356,12 +356,12 @@ def test_unreachable_api_is_a_failed_check(server: tuple[str, dict[str, Any]]) -
 
 
 def test_samples_of_scalar_and_matrix_answers() -> None:
-    assert obs.samples({"resultType": "scalar", "result": [1.0, "2"]}) == [({}, 2.0)]
+    assert prometheus.samples({"resultType": "scalar", "result": [1.0, "2"]}) == [({}, 2.0)]
     matrix = {
         "resultType": "matrix",
         "result": [{"metric": {"a": "b"}, "values": [[1, "1"], [2, "3"]]}],
     }
-    assert obs.samples(matrix) == [({"a": "b"}, 3.0)]
+    assert prometheus.samples(matrix) == [({"a": "b"}, 3.0)]
 
 
 def test_service_proxy_through_the_api_server(

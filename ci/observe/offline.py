@@ -1,0 +1,221 @@
+"""``ci chart check``'s observability part: promtool on what one environment renders.
+
+Why promtool: it is Prometheus' own parser and rule evaluator (pinned to the version the local
+cluster runs), so a rule file it accepts is one Prometheus loads, and ``promtool test rules``
+runs alert unit tests on synthetic series without any server. Checks, each a finding:
+
+- OBS001 a PrometheusRule fails ``promtool check rules``;
+- OBS002 an alert has no unit test (no ``alert_rule_test`` names it);
+- OBS003 a unit test file fails ``promtool test rules``;
+- OBS004 a dashboard panel's query does not parse (``promtool promql format``).
+
+Unit tests are promtool test files in the chart's ``alert-tests/`` folder. Their ``rule_files``
+are replaced by the environment's rendered PrometheusRules, since the rules exist as files only
+once Helm has rendered them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ci import proc
+from ci.config import Config
+from ci.manifests import Finding, Manifest
+from ci.observe.objects import Panel, RuleSet, expand, panels, rule_sets
+
+#: The chart folder holding promtool unit test files (``*.yaml``) for its alert rules.
+ALERT_TESTS = "alert-tests"
+MESSAGE_LIMIT = 600
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which file a person edits for a problem, relative to the project root, and its line.
+
+    A template is named by Helm's ``# Source: chart/templates/x.yaml``; a dashboard panel is
+    looked up in the chart's JSON files (a ConfigMap usually reads them with ``.Files.Get``).
+    """
+
+    chart: Path
+    root: Path
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def template(self, source: str) -> Path:
+        return self.chart / source.partition("/")[2]
+
+    def finding(self, rule: str, message: str, path: Path, needle: str | None, env: str) -> Finding:
+        return Finding(rule, message, self.rel(path), _line(path, needle), env)
+
+    def panel_file(self, panel: Panel) -> tuple[Path, str]:
+        """The chart's JSON file holding the panel's query (else its template), and the needle."""
+        needle = json.dumps(panel.expr)[1:-1]
+        for path in sorted(self.chart.rglob("*.json")):
+            if needle in path.read_text(encoding="utf-8", errors="replace"):
+                return path, needle
+        return self.template(panel.source), needle
+
+
+def _line(path: Path, needle: str | None) -> int | None:
+    if not needle:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return next((n for n, line in enumerate(lines, start=1) if needle in line), None)
+
+
+def test_files(chart: Path) -> list[Path]:
+    """The chart's promtool unit test files."""
+    folder = chart / ALERT_TESTS
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+
+
+def _short(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    joined = "; ".join(lines)
+    return joined if len(joined) <= MESSAGE_LIMIT else joined[: MESSAGE_LIMIT - 3] + "..."
+
+
+def check_rules(promtool: Path, rules: Sequence[RuleSet], work: Path) -> dict[str, str]:
+    """Write each rule set as a rule file under ``work``; the promtool errors of each bad one."""
+    problems = {}
+    for rs in rules:
+        path = work / f"{rs.name}.yaml"
+        path.write_text(yaml.safe_dump(rs.rule_file(), sort_keys=False), encoding="utf-8")
+        done = proc.run(
+            (str(promtool), "check", "rules", str(path)),
+            check=False,
+            timeout=60,
+            what="promtool check rules",
+        )
+        if not done.ok:
+            text = (done.stdout + "\n" + done.stderr).replace(str(path), path.name)
+            kept = [ln for ln in text.splitlines() if not ln.startswith("Checking ")]
+            problems[rs.name] = _short("\n".join(kept))
+    return problems
+
+
+def untested(rules: Sequence[RuleSet], tests: Iterable[Path]) -> list[tuple[RuleSet, str]]:
+    """Alerts no test file's ``alert_rule_test`` names."""
+    named: set[str] = set()
+    for path in tests:
+        doc = _load(path)
+        for test in doc.get("tests") or []:
+            for art in test.get("alert_rule_test") or []:
+                named.add(str(art.get("alertname")))
+    return [(rs, alert) for rs in rules for alert in rs.alerts() if alert not in named]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def run_tests(
+    promtool: Path, rule_files: Sequence[Path], tests: Sequence[Path], work: Path
+) -> dict[Path, str]:
+    """``promtool test rules`` on each test file, its ``rule_files`` pointed at ``rule_files``."""
+    problems = {}
+    for path in tests:
+        doc = _load(path)
+        if not doc:
+            problems[path] = "not a promtool test file (a YAML mapping with tests:)"
+            continue
+        doc["rule_files"] = [str(f) for f in rule_files]
+        copy = work / f"test-{path.name}"
+        copy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        done = proc.run(
+            (str(promtool), "test", "rules", str(copy)),
+            check=False,
+            timeout=120,
+            what="promtool test rules",
+        )
+        if not done.ok:
+            text = (done.stdout + "\n" + done.stderr).replace(str(work) + "/", "")
+            kept = [ln for ln in text.splitlines() if ln.strip() and "Unit Testing:" not in ln]
+            problems[path] = _short("\n".join(kept))
+    return problems
+
+
+_parsed: dict[tuple[str, str], str | None] = {}
+
+
+def query_problem(promtool: Path, expr: str) -> str | None:
+    """Why ``expr`` does not parse as PromQL (None when it does); asked once per query."""
+    key = (str(promtool), expr)
+    if key not in _parsed:
+        done = proc.run(
+            (str(promtool), "--experimental", "promql", "format", expr),
+            check=False,
+            timeout=30,
+            what="promtool promql format",
+        )
+        _parsed[key] = None if done.ok else _short(done.stderr or done.stdout)
+    return _parsed[key]
+
+
+def findings(
+    promtool: Path,
+    env: str,
+    *,
+    rules: Sequence[RuleSet],
+    queries: Sequence[Panel],
+    tests: Sequence[Path],
+    where: Where,
+) -> list[Finding]:
+    """Every observability problem of one environment's rendering."""
+    out: list[Finding] = []
+    with tempfile.TemporaryDirectory(prefix="ci-observe-") as tmp:
+        work = Path(tmp)
+        bad = check_rules(promtool, rules, work)
+        good = [rs for rs in rules if rs.name not in bad]
+        for rs in rules:
+            template = where.template(rs.manifest.source)
+            if rs.name in bad:
+                message = f"{rs.manifest.ref}: promtool check rules: {bad[rs.name]}"
+                out.append(where.finding("OBS001", message, template, "kind: PrometheusRule", env))
+        for rs, alert in untested(good, tests):
+            message = f"{rs.manifest.ref}: alert {alert} has no unit test in {ALERT_TESTS}/"
+            template = where.template(rs.manifest.source)
+            out.append(where.finding("OBS002", message, template, f"alert: {alert}", env))
+        if good and tests:
+            files = [work / f"{rs.name}.yaml" for rs in good]
+            for path, problem in run_tests(promtool, files, tests, work).items():
+                message = f"promtool test rules: {problem}"
+                out.append(where.finding("OBS003", message, path, None, env))
+    for panel in queries:
+        parse_error = query_problem(promtool, expand(panel.expr, panel.variables))
+        if parse_error:
+            path, needle = where.panel_file(panel)
+            message = f"{panel.ref}: query does not parse: {parse_error}"
+            out.append(where.finding("OBS004", message, path, needle, env))
+    return out
+
+
+def chart_findings(cfg: Config, env: str, manifests: Sequence[Manifest]) -> list[Finding]:
+    """The observability findings of one environment's rendering (none to check: no promtool)."""
+    rules, queries = rule_sets(manifests), panels(manifests)
+    if not rules and not queries:
+        return []
+    from ci import tools
+
+    promtool = tools.require("promtool").path
+    where = Where(cfg.chart.path, cfg.root)
+    tests = test_files(cfg.chart.path)
+    return findings(promtool, env, rules=rules, queries=queries, tests=tests, where=where)
