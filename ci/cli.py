@@ -103,7 +103,18 @@ def main(ctx: click.Context, config_path: Path, out_dir: Path) -> None:
 
 def _register(root: click.Group) -> None:
     """Attach every command group; each lives in its own module under ``ci/commands``."""
-    from ci.commands import chart, cluster, config, deploy, images, init, pipeline, smoke, tools
+    from ci.commands import (
+        chart,
+        cluster,
+        config,
+        deploy,
+        images,
+        init,
+        observe,
+        pipeline,
+        smoke,
+        tools,
+    )
 
     for command in (
         init.init_cmd,
@@ -116,6 +127,7 @@ def _register(root: click.Group) -> None:
         chart.chart_group,
         deploy.deploy_cmd,
         smoke.smoke_cmd,
+        observe.observe_group,
     ):
         root.add_command(command)
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ci.images.credentials import LoginResult
     from ci.images.prune import PruneResult
     from ci.images.results import ImageResult, ImagesResult
+    from ci.observe import ObserveResult
     from ci.pipeline import PipelineResult, Step, Summary
     from ci.scaffold import InitResult
     from ci.smoke import CheckResult, SmokeResult
@@ -356,6 +357,30 @@ def smoke(result: SmokeResult) -> None:
     gha.set_output("smoke", "passed" if result.passed else "failed")
 
 
+# ----------------------------------------------------------------------------- observe
+
+OBSERVE_HEADERS = ["kind", "what", "result", "attempts", "why"]
+
+
+def observe_markdown(result: ObserveResult) -> str:
+    verdict = "passed" if result.passed else "FAILED"
+    rows = [[p.kind, p.name, p.status, str(p.attempts), p.reason] for p in result.probes]
+    return f"### Observe: {result.env} ({verdict})\n\n" + gha.markdown_table(OBSERVE_HEADERS, rows)
+
+
+def observed(result: ObserveResult) -> None:
+    """Each panel and rule with its result; the job summary; the ``observe`` output."""
+    rows = [[p.kind, p.name, p.status, str(p.attempts), p.reason] for p in result.probes]
+    gha.echo(gha.text_table(OBSERVE_HEADERS, rows).rstrip())
+    verdict = "passed" if result.passed else "FAILED"
+    gha.echo(
+        f"observe {result.env}: {verdict} ({len(result.probes)} checked against "
+        f"{result.prometheus}) in {result.duration:.1f}s; written {result.path}"
+    )
+    gha.add_summary(observe_markdown(result))
+    gha.set_output("observe", "passed" if result.passed else "failed")
+
+
 # ----------------------------------------------------------------------------- pipeline
 
 
@@ -390,6 +415,8 @@ def text_chart(result: PipelineResult, width: int = 40) -> str:
     for s in result.steps:
         bar = "#" * max(1, round(width * s.duration / longest))
         mark = "ok" if s.ok else f"FAILED ({s.returncode})"
+        if s.ok and s.outcome != "ran":
+            mark += f", {s.outcome}: {s.reason}" if s.reason else f", {s.outcome}"
         lines.append(f"{s.step.name:<{name_w}}  {bar:<{width}}  {s.duration:7.1f}s  {mark}")
     lines += [f"{s.name:<{name_w}}  {'':<{width}}  {'':>8}  skipped" for s in result.skipped]
     total = sum(s.duration for s in result.steps)
@@ -412,7 +439,8 @@ def mermaid_gantt(result: PipelineResult) -> str:
             start_ms = int((s.started.timestamp() - origin) * 1000)
             end_ms = start_ms + max(1, int(s.duration * 1000))
             tag = "" if s.ok else "crit, "
-            lines.append(f"  {s.step.name} ({s.duration:.1f}s) : {tag}{start_ms}, {end_ms}")
+            note = f" {s.outcome}" if s.outcome != "ran" else ""
+            lines.append(f"  {s.step.name} ({s.duration:.1f}s{note}) : {tag}{start_ms}, {end_ms}")
     lines.append("```")
     return "\n".join(lines) + "\n"
 
