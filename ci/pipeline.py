@@ -68,6 +68,9 @@ class StepResult:
     started: datetime
     duration: float
     returncode: int
+    #: What the step did: ``ran`` (did work), ``cached`` or ``skipped``, and why (``annotate``).
+    outcome: str = "ran"
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -188,8 +191,51 @@ def collect_summary(out_dir: Path) -> Summary:
     return summary
 
 
+def _fresh(path: Path, since: datetime) -> dict[str, Any] | None:
+    """A step's artifact when this run wrote it (not one left by an earlier run)."""
+    try:
+        if path.stat().st_mtime < since.timestamp() - 1:
+            return None
+    except OSError:
+        return None
+    return _read(path)
+
+
+def step_outcome(name: str, out_dir: Path, started: datetime) -> tuple[str, str]:
+    """``(outcome, reason)`` of a step, read from the artifact it wrote.
+
+    The images step was answered from cache when no image was built; the chart check when
+    its rendering was reused; the deploy skipped when the release did not change.
+    """
+    if name == "images":
+        images = (_fresh(out_dir / "images.json", started) or {}).get("images", [])
+        built = [str(i.get("name")) for i in images if i.get("status") == "built"]
+        if images and not built:
+            return "cached", f"{len(images)} image(s) unchanged since their last push"
+        return ("ran", "built " + ", ".join(built)) if built else ("ran", "")
+    if name == "chart":
+        findings = _fresh(out_dir / "findings.json", started) or {}
+        if findings.get("cached"):
+            return "cached", str(findings.get("cached_reason") or "chart, values unchanged")
+        return "ran", ""
+    if name == "deploy":
+        done = (_fresh(out_dir / "release.json", started) or {}).get("deploy") or {}
+        action = str(done.get("action") or "")
+        return ("skipped" if action == "skipped" else "ran"), str(done.get("reason") or "")
+    return "ran", ""
+
+
+def annotate(result: PipelineResult, out_dir: Path) -> None:
+    """Set each finished step's outcome and reason from what it wrote to ``out_dir``."""
+    for s in result.steps:
+        if s.ok:
+            s.outcome, s.reason = step_outcome(s.step.name, out_dir, s.started)
+
+
 def write_result(result: PipelineResult, out_dir: Path) -> Path:
-    """``pipeline.json``: each step's command, start, duration and exit code (for benchmarks)."""
+    """``pipeline.json``: each step's command, start, duration, exit code and outcome (did work,
+    cached or skipped, and why); the outcomes are set on ``result`` too, for the summary."""
+    annotate(result, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = {
         "ok": result.ok,
@@ -200,6 +246,8 @@ def write_result(result: PipelineResult, out_dir: Path) -> Path:
                 "started": s.started.isoformat(),
                 "duration": round(s.duration, 2),
                 "returncode": s.returncode,
+                "outcome": s.outcome,
+                "reason": s.reason,
             }
             for s in result.steps
         ],

@@ -262,12 +262,9 @@ def test_interrupted_deploy_leaves_pending_release_that_is_recovered(e2e: E2E) -
     pending = e2e.helm_history()[-1]
     assert pending["status"] == "pending-upgrade"
 
+    # the killed deploy's Lease expires unrenewed: its pending release is known to be
+    # abandoned and is recovered without --recover-pending
     res = e2e.ci("deploy", "--env", "e2e")
-    assert res.returncode == 1
-    assert "another deploy is in progress" in one_line_error(res)
-    assert e2e.helm_history()[-1]["revision"] == pending["revision"]
-
-    res = e2e.ci("deploy", "--env", "e2e", "--recover-pending")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert f"revision {pending['revision']} was left pending-upgrade" in res.stdout
     history = e2e.helm_history()

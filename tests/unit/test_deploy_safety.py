@@ -263,7 +263,7 @@ DEPLOYMENT: dict[str, Any] = {
 
 
 def live_copy(**spec: Any) -> dict[str, Any]:
-    live = json.loads(json.dumps(DEPLOYMENT))
+    live: dict[str, Any] = json.loads(json.dumps(DEPLOYMENT))
     live["metadata"] |= {
         "namespace": "ns",
         "uid": "u",
@@ -323,3 +323,39 @@ def test_decide(kw: dict[str, Any], upgrade: bool, reason: str) -> None:
     decision = skip.decide(**(args | kw))
     assert decision.upgrade is upgrade
     assert decision.reason.startswith(reason)
+
+
+# ----------------------------------------------------------------------------- step outcomes
+
+
+def test_each_step_says_whether_it_did_work_was_cached_or_skipped(tmp_path: Path) -> None:
+    from ci import pipeline
+
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    (tmp_path / "images.json").write_text(
+        json.dumps(
+            {"images": [{"name": "a", "status": "cached"}, {"name": "b", "status": "cached"}]}
+        )
+    )
+    (tmp_path / "release.json").write_text(
+        json.dumps({"deploy": {"action": "skipped", "reason": "unchanged: manifests equal"}})
+    )
+    (tmp_path / "findings.json").write_text(json.dumps({"ok": True, "findings": []}))
+    assert pipeline.step_outcome("images", tmp_path, started) == (
+        "cached",
+        "2 image(s) unchanged since their last push",
+    )
+    assert pipeline.step_outcome("deploy", tmp_path, started) == (
+        "skipped",
+        "unchanged: manifests equal",
+    )
+    assert pipeline.step_outcome("chart", tmp_path, started) == ("ran", "")
+    # an artifact older than the step was left by an earlier run: it says nothing
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert pipeline.step_outcome("deploy", tmp_path, later) == ("ran", "")
+    (tmp_path / "images.json").write_text(
+        json.dumps(
+            {"images": [{"name": "a", "status": "built"}, {"name": "b", "status": "cached"}]}
+        )
+    )
+    assert pipeline.step_outcome("images", tmp_path, started) == ("ran", "built a")
