@@ -53,7 +53,10 @@ class Api:
         url = self.base + path
         asked = f"GET {url}" + (f"?{urlencode(params)}" if params else "")
         try:
-            resp = self.session.get(url, params=params, timeout=REQUEST_TIMEOUT)
+            # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE
+            resp = self.session.get(
+                url, params=params, timeout=REQUEST_TIMEOUT, verify=self.session.verify
+            )
         except requests.RequestException as exc:
             return Reply(asked, None, "", f"request failed: {first_line(exc)}")
         return Reply(asked, resp.status_code, resp.text)

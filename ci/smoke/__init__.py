@@ -7,8 +7,13 @@ reload, JIT warm-up); a check that still fails reports the response that failed.
 ``save``s from its JSON response (an id) fill ``{name}`` placeholders in later checks, so a
 create-then-read round trip can be written as two checks.
 
-The parts: ``checks`` (pure judging of responses), ``results`` (what was found), ``runner``
-(retrying the checks against a target) and ``step`` (the command: results, record, rollback).
+Every HTTP check's request carries a W3C ``traceparent`` with a fresh trace id, so that
+``metrics``, ``trace`` and ``logs`` checks can ask Prometheus, Jaeger and the log store whether
+the release is observable, down to that request's trace and log line.
+
+The parts: ``checks`` (pure judging of responses), ``observability`` (the metrics, trace and
+logs checks), ``results`` (what was found), ``runner`` (retrying the checks against a target)
+and ``step`` (the command: results, record, rollback).
 The names the rest of the toolkit uses are importable from ``ci.smoke``.
 """
 

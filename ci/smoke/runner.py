@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ci import proc, retry
 from ci.config import Config, Environment, SmokeCheck
-from ci.errors import first_line
+from ci.errors import CiError, first_line
 from ci.observe.endpoints import Api, open_api
 from ci.smoke import observability
 from ci.smoke.checks import (
@@ -129,7 +129,12 @@ class Runner:
         trace_id = self.traces.get(check.request) if check.request else self.last_trace
         if check.request and trace_id is None:
             return Verdict(False, f"no HTTP check named '{check.request}' ran before it")
-        return observability.attempt(check, result, self.api(check.type), self.variables, trace_id)
+        try:
+            api = self.api(check.type)
+        except CiError as exc:  # no kubeconfig, no credentials: the check cannot pass
+            result.url = f"{observability.API_OF[check.type]} API"
+            return Verdict(False, f"cannot reach the {result.url}: {exc.message}")
+        return observability.attempt(check, result, api, self.variables, trace_id)
 
     def api(self, check_type: str) -> Api:
         """The API a check type asks, opened once per run (the service proxy needs credentials)."""

@@ -382,6 +382,18 @@ def test_service_proxy_through_the_api_server(
     assert result.url == f"GET {base}/api/v1/query?query=up"
 
 
+def test_an_api_that_cannot_be_opened_is_a_failed_check(
+    server: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, _ = server
+    cfg = configured(url, (check("up", "metrics", query="up"),), endpoints=Observability())
+    env = replace(cfg.environments["staging"], kubeconfig=tmp_path / "missing", kubeconfig_env=None)
+    (result,) = smoke.Runner(cfg, smoke.Target(env, url), deadline=0).run()
+    assert result.status == "failed"
+    assert result.reason.startswith("cannot reach the prometheus API: environment 'staging'")
+    assert "not found" in result.reason
+
+
 def test_service_endpoint_parts() -> None:
     from ci.observe.endpoints import parse_service
 
