@@ -92,6 +92,10 @@ def judge_trace(check: SmokeCheck, trace_id: str, reply: Reply) -> tuple[Verdict
         return Verdict(False, f"trace {trace_id} is not in Jaeger (status {reply.status})"), text
     shown = "\n".join(f"{svc}: {op}" for svc, op in found[:30])
     for want in check.expect_spans:
+        try:
+            re.compile(want.get("operation", ""))
+        except re.error as exc:
+            return Verdict(False, f"operation pattern {want['operation']!r}: {exc}"), shown
         if not any(_matches(want, svc, op) for svc, op in found):
             why = f"trace {trace_id} has {len(found)} span(s), none from {_want_text(want)}"
             return Verdict(False, why), shown

@@ -134,7 +134,9 @@ class Runner:
         except CiError as exc:  # no kubeconfig, no credentials: the check cannot pass
             result.url = f"{observability.API_OF[check.type]} API"
             return Verdict(False, f"cannot reach the {result.url}: {exc.message}")
-        return observability.attempt(check, result, api, self.variables, trace_id)
+        env = self.target.env
+        values = {"namespace": env.namespace, "release": env.release, **self.variables}
+        return observability.attempt(check, result, api, values, trace_id)
 
     def api(self, check_type: str) -> Api:
         """The API a check type asks, opened once per run (the service proxy needs credentials)."""

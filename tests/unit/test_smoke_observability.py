@@ -215,6 +215,14 @@ def test_metrics_check_passes_when_every_sample_is_within_bounds(
     assert result.body == 'up{job="backend"} 1'
 
 
+def test_queries_name_the_environment(server: tuple[str, dict[str, Any]]) -> None:
+    url, state = server
+    query = 'up{namespace="{namespace}", job="{release}-backend"}'
+    state["series"]['up{namespace="schedule-staging", job="schedule-app-backend"}'] = [({}, "1")]
+    (result,) = run(url, (check("up", "metrics", query=query),))
+    assert result.status == "passed", result.failure_text()
+
+
 def test_metrics_check_below_min_reports_the_sample(server: tuple[str, dict[str, Any]]) -> None:
     url, state = server
     state["series"]["up"] = [
@@ -288,6 +296,13 @@ def test_trace_check_names_the_missing_span(server: tuple[str, dict[str, Any]]) 
         "has 2 span(s), none from service backend with operation ~ /rabbitmq|process/"
     )
     assert "backend: http post /api/schedules" in traced.failure_text()
+
+
+def test_a_bad_operation_pattern_is_a_failed_check(server: tuple[str, dict[str, Any]]) -> None:
+    url, _ = server
+    wanted = ({"operation": "([unclosed"},)
+    _, traced = run(url, (CREATE, check("trace", "trace", expect_spans=wanted)))
+    assert traced.reason.startswith("operation pattern '([unclosed': ")
 
 
 def test_trace_check_needs_an_earlier_request(server: tuple[str, dict[str, Any]]) -> None:
