@@ -37,6 +37,7 @@ def support_warning(major: int, today: datetime.date | None = None) -> str | Non
         "Helm 4 is the default, unset CI_HELM_MAJOR to use it"
     )
 
+
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
