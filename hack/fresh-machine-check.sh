@@ -6,10 +6,11 @@
 # there. Prints how long the cold set-up (`make setup`: Debian packages, virtualenv, every Python
 # dependency downloaded) and the test run took, and the last lines of the run.
 #   hack/fresh-machine-check.sh [TARGET]     (default test-unit)
-# The check passes when the set-up succeeds and pytest runs to its end (exit 0 or 1 with a test
-# summary: a failing test is reported, a set-up that never reaches the tests fails the check).
+# Exit 0: the set-up reached the test run and every test passed; 1: it reached the test run and
+# some tests failed (shown); 2: the set-up failed or never reached the tests.
 # FRESH_IMAGE (default local/debian:bookworm, built by hack/base-images/build.sh when missing),
-# FRESH_PRIVILEGED=1 runs the container privileged (for `make test`, which starts dockerd inside),
+# FRESH_PRIVILEGED=1 runs the container privileged (for `make test`, which starts dockerd inside;
+# the host's Go, a precondition like Python, is mounted read-only for `make tools`),
 # FRESH_PYTEST_ARGS (default -q -p no:cacheprovider) is passed to pytest as PYTEST_ARGS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +35,9 @@ for name in PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE PIP_DEFAULT
 done
 run_args=(--rm -i "${env_args[@]}" -e PYTEST_ARGS="$pytest_args")
 [[ ${FRESH_PRIVILEGED:-0} == 1 ]] && run_args+=(--privileged)
+# Go is a precondition of the README's fresh machine (Debian's is too old): the host's, read-only.
+go_home=${GO_HOME:-/usr/local/go}
+[[ -x $go_home/bin/go ]] && run_args+=(-v "$go_home:/usr/local/go:ro")
 
 # The script inside: timings go to stderr as "fresh-machine: ..." lines, the run's output to a log.
 inner=$(cat <<'SH'
