@@ -10,6 +10,8 @@ environment (its values files, release name and namespace), and every problem en
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -341,6 +343,14 @@ def check(
     not render is a finding, and the other environments are still checked.
     """
     started = time.monotonic()
+    cache = findings_path.with_name("chart-check.cache.json") if findings_path else None
+    key = check_key(cfg, helm, envs)
+    cached = _cached(cache, key, rendered_dir, envs)
+    if cached is not None:
+        cached.seconds = time.monotonic() - started
+        if findings_path is not None:
+            write_findings(cached, findings_path, cached=True)
+        return cached
     report = Report()
     with ThreadPoolExecutor(max_workers=2 * max(1, len(envs))) as pool:
         lint_futures = [pool.submit(helm_lint, cfg, helm, env) for env in envs]
@@ -364,7 +374,53 @@ def check(
     report.seconds = time.monotonic() - started
     if findings_path is not None:
         write_findings(report, findings_path)
+    if cache is not None:
+        payload = {"findings": [asdict(f) for f in report.findings], "checked": report.checked}
+        artifacts.write_json(cache, {"key": key, "report": payload})
     return report
+
+
+def check_key(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> str:
+    """A content hash of everything a check reads, so an unchanged chart is not checked again.
+
+    The chart's files, each environment's values files and names, the Kubernetes version and
+    CRDs, Helm's version, and the toolkit's own checking code (a new rule must re-check).
+    """
+    digest = hashlib.sha256(f"{helm.version}|{cfg.chart!r}|{cfg.project}".encode())
+    own = Path(__file__).resolve().parent
+    files = sorted(p for p in cfg.chart.path.rglob("*") if p.is_file())
+    files += [Path(c) for c in cfg.chart.crds]
+    files += [own / n for n in ("chart.py", "policy.py", "validate.py", "manifests.py")]
+    files += sorted((own / "observe").glob("*.py"))
+    for env in envs:
+        digest.update(f"|{env!r}".encode())
+        files += list(env.values)
+    for path in files:
+        digest.update(str(path).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"(missing)")
+    return digest.hexdigest()
+
+
+def _cached(
+    cache: Path | None, key: str, rendered_dir: Path | None, envs: Sequence[Environment]
+) -> Report | None:
+    """The report of an earlier check with the same inputs, while its rendering is still there."""
+    if cache is None:
+        return None
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    if rendered_dir is not None and not all((rendered_dir / e.name).exists() for e in envs):
+        return None
+    stored = data.get("report") or {}
+    findings = [Finding(**f) for f in stored.get("findings", [])]
+    return Report(findings, {str(k): int(v) for k, v in (stored.get("checked") or {}).items()})
 
 
 def _order(f: Finding) -> tuple[str, str, int, str]:
@@ -380,11 +436,17 @@ def _outcome(future: Any) -> Rendered | ChartError:
     return result
 
 
-def write_findings(report: Report, path: Path) -> None:
-    """``findings.json``: every finding with file, line, rule id, message and environment."""
-    data = {
+def write_findings(report: Report, path: Path, *, cached: bool = False) -> None:
+    """``findings.json``: every finding with file, line, rule id, message and environment;
+    ``cached`` when an earlier check of the same inputs answered."""
+    data: dict[str, Any] = {
         "ok": report.ok,
         "errors": len(report.errors),
         "findings": [asdict(f) for f in report.findings],
     }
+    if cached:
+        data["cached"] = True
+        data["cached_reason"] = (
+            "chart, values and Kubernetes version unchanged since the last check"
+        )
     artifacts.write_json(path, data)

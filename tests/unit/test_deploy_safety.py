@@ -359,3 +359,46 @@ def test_each_step_says_whether_it_did_work_was_cached_or_skipped(tmp_path: Path
         )
     )
     assert pipeline.step_outcome("images", tmp_path, started) == ("ran", "built a")
+
+
+# ----------------------------------------------------------------------------- chart check cache
+
+
+def test_the_chart_check_key_changes_with_values_kubernetes_version_and_helm(
+    cfg: config.Config, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from ci import chart
+
+    h = helm.Helm("/bin/helm", "v3.22.0")
+    env = cfg.environments["staging"]
+    values = tmp_path / "values.yaml"
+    values.write_text("backend: {replicaCount: 1}\n")
+    mine = replace(env, values=(values,))
+    key = chart.check_key(cfg, h, [mine])
+    assert chart.check_key(cfg, h, [mine]) == key
+    values.write_text("backend: {replicaCount: 2}\n")
+    assert chart.check_key(cfg, h, [mine]) != key
+    newer = replace(cfg, chart=replace(cfg.chart, kubernetes_version="1.31.0"))
+    assert chart.check_key(newer, h, [mine]) != chart.check_key(cfg, h, [mine])
+    assert chart.check_key(cfg, helm.Helm("/bin/helm", "v4.3.1"), [mine]) != chart.check_key(
+        cfg, h, [mine]
+    )
+
+
+def test_a_cached_chart_check_is_reused_only_for_the_same_key(tmp_path: Path) -> None:
+    from ci import chart
+
+    cache = tmp_path / "chart-check.cache.json"
+    finding = {"rule": "POL001", "message": "m", "file": "f", "line": 3, "env": "staging"}
+    cache.write_text(
+        json.dumps({"key": "k1", "report": {"findings": [finding], "checked": {"staging": 5}}})
+    )
+    env = config.load(ROOT / "ci.yaml").environments["staging"]
+    report = chart._cached(cache, "k1", None, [env])
+    assert report is not None
+    assert report.checked == {"staging": 5}
+    assert report.findings[0].line == 3
+    assert chart._cached(cache, "k2", None, [env]) is None
+    assert chart._cached(cache, "k1", tmp_path / "rendered", [env]) is None  # rendering gone
