@@ -7,7 +7,10 @@ runs alert unit tests on synthetic series without any server. Checks, each a fin
 - OBS001 a PrometheusRule fails ``promtool check rules``;
 - OBS002 an alert has no unit test (no ``alert_rule_test`` names it);
 - OBS003 a unit test file fails ``promtool test rules``;
-- OBS004 a dashboard panel's query does not parse (``promtool promql format``).
+- OBS004 a dashboard panel's query does not parse (``promtool promql format``);
+- OBS005 (a warning) a panel applies ``rate()``, ``irate()`` or ``increase()`` to a series
+  whose name is not a counter's (``_total``, ``_count``, ``_sum``, ``_bucket``): a gauge's
+  rate means nothing, and only the naming convention can tell them apart offline.
 
 Unit tests are promtool test files in the chart's ``alert-tests/`` folder. Their ``rule_files``
 are replaced by the environment's rendered PrometheusRules, since the rules exist as files only
@@ -16,7 +19,9 @@ once Helm has rendered them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,8 +32,19 @@ import yaml
 
 from ci import proc
 from ci.config import Config
-from ci.manifests import Finding, Manifest
+from ci.manifests import WARNING, Finding, Manifest
 from ci.observe.objects import Panel, RuleSet, expand, panels, rule_sets
+
+_RATE_OF = re.compile(r"\b(rate|irate|increase)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*[{\[]")
+_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+
+
+def gauge_rates(expr: str) -> list[tuple[str, str]]:
+    """(function, series) pairs where a counter function is applied to a non-counter name."""
+    return [
+        (fn, name) for fn, name in _RATE_OF.findall(expr) if not name.endswith(_COUNTER_SUFFIXES)
+    ]
+
 
 #: The chart folder holding promtool unit test files (``*.yaml``) for its alert rules.
 ALERT_TESTS = "alert-tests"
@@ -205,6 +221,11 @@ def findings(
             path, needle = where.panel_file(panel)
             message = f"{panel.ref}: query does not parse: {parse_error}"
             out.append(where.finding("OBS004", message, path, needle, env))
+        for fn, name in gauge_rates(panel.expr):
+            path, needle = where.panel_file(panel)
+            message = f"{panel.ref}: {fn}() of {name}, which is not named like a counter"
+            found = where.finding("OBS005", message, path, needle, env)
+            out.append(dataclasses.replace(found, severity=WARNING))
     return out
 
 

@@ -29,6 +29,8 @@ class CheckResult:
         head = f"{self.name}: {self.reason}"
         if self.url:
             head += f" ({self.url})"
+        if self.trace_id:
+            head += f"\ntrace id: {self.trace_id}"
         if self.http_status is None and not self.body:
             return head
         return f"{head}\nresponse status: {self.http_status}\nresponse body:\n{self.body}"

@@ -262,3 +262,16 @@ def test_cli_rejects_a_bad_variable() -> None:
     res = CliRunner().invoke(main, ["observe", "check", "--env", "staging", "--var", "novalue"])
     assert res.exit_code == 2
     assert "--var 'novalue': expected NAME=VALUE" in res.output
+
+
+def test_counter_functions_on_gauges_are_spotted_by_name() -> None:
+    from ci.observe import offline
+
+    assert offline.gauge_rates('sum(rate(process_cpu_usage{pod="a"}[5m]))') == [
+        ("rate", "process_cpu_usage")
+    ]
+    assert offline.gauge_rates("increase(jvm_memory_used_bytes[1h]) + irate(x_total[1m])") == [
+        ("increase", "jvm_memory_used_bytes")
+    ]
+    counters = "rate(a_total[5m]) + rate(b_seconds_count[5m]) + rate(c_bucket{le='1'}[5m])"
+    assert offline.gauge_rates(counters + " + rate(d_sum[5m])") == []
