@@ -285,6 +285,7 @@ def test_trace_check_fails_when_the_app_exports_nothing(
     assert traced.reason == f"trace {created.trace_id} is not in Jaeger (status 404)"
     assert traced.attempts > 1
     assert "trace not found" in traced.failure_text()
+    assert f"trace id: {created.trace_id}" in traced.failure_text()
 
 
 def test_trace_check_names_the_missing_span(server: tuple[str, dict[str, Any]]) -> None:
