@@ -139,7 +139,7 @@ def test_a_panel_without_data_fails_with_its_query(
 ) -> None:
     url, state = prometheus
     state["value"] = lambda q: None if "hikaricp" in q else ("NaN" if "histogram" in q else "2")
-    result = run(url, variables={"namespace": "other"})
+    result = run(url, variables={"namespace": "other"}, deadline=1.5)
     failed = {p.name: p for p in result.failed}
     assert set(failed) == {
         "dashboard 'Schedule Tracker', panel 'Hikari active connections'",

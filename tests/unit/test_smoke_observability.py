@@ -183,7 +183,7 @@ def configured(
 def run(url: str, checks: tuple[SmokeCheck, ...], **kw: Any) -> list[smoke.CheckResult]:
     cfg = configured(url, checks, **kw)
     target = smoke.Target(cfg.environments["staging"], url)
-    return smoke.Runner(cfg, target, deadline=0.5, interval=0.05).run()
+    return smoke.Runner(cfg, target, deadline=1.0, interval=0.05).run()
 
 
 # ----------------------------------------------------------------------------- traceparent
