@@ -57,7 +57,11 @@ def _same(want: Any, have: Any) -> bool:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, (dict, list, str)) and len(value) == 0)
+    """What the API server leaves out of an object (Go's ``omitempty``): nothing, an empty
+    mapping, list or string, ``false`` and ``0``."""
+    if value is None or value is False or (isinstance(value, int) and value == 0):
+        return True
+    return isinstance(value, (dict, list, str)) and len(value) == 0
 
 
 def field_drift(want: Any, have: Any, path: tuple[str, ...] = ()) -> list[str]:  # noqa: PLR0911

@@ -153,8 +153,10 @@ def _locked(d: _Deploy, abandoned: bool) -> None:
 def _show_diff(
     cluster: Cluster, plan: Plan, history: list[dict[str, Any]], report: Reporter, result: Result
 ) -> None:
+    # an existing release renders against the cluster, as its upgrade would (lookups)
+    rendered = cluster.render_live(plan) if history else cluster.render(plan)
     result.diff = diff_manifests(
-        cluster.manifest() if history else "", cluster.render(plan), plan.env.namespace
+        cluster.manifest() if history else "", rendered, plan.env.namespace
     )
     result.diff.live_revision = previous_good(history)
     report.diff(result.diff)

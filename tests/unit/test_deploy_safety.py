@@ -253,7 +253,7 @@ DEPLOYMENT: dict[str, Any] = {
                         "name": "app",
                         "resources": {"limits": {"cpu": "1", "memory": "768Mi"}},
                         "env": [],
-                        "securityContext": {},
+                        "securityContext": {"privileged": False},
                     }
                 ]
             }
