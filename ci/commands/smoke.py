@@ -41,6 +41,11 @@ def smoke_cmd(
 ) -> None:
     """Run the configured smoke checks with retries until the deadline; write smoke.json.
 
+    Every HTTP request carries a W3C traceparent with a fresh trace id; metrics, trace and
+    logs checks then ask the environment's Prometheus, Jaeger and log store (its
+    observability URLs, else their Services through the API server's proxy) whether the
+    release is observable, down to that request's trace and log line.
+
     The result is also recorded in OUT/release.json. When a check fails and release.json
     holds a deploy of ENV from this same run (same Actions run, or any local run) that was
     not smoke-tested yet and is still the live revision, and the environment has
