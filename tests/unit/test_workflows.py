@@ -1041,3 +1041,21 @@ def test_no_deploy_environment_means_no_deploy(tmp_path: Path) -> None:
     )
     names = {step.name for _, step in pipeline_steps(plan(workflow, PUSH_MAIN, tmp_path))}
     assert names == {"config", "images", "chart"}
+
+
+def test_only_the_job_that_pushes_images_may_ask_for_an_oidc_token_and_it_signs_keyless() -> None:
+    """Keyless cosign signing needs ``id-token: write``; no other job may hold it, and the
+    push step must ask ``ci`` to sign with that identity, or prod's verification refuses."""
+    holders = []
+    for path in workflow_files():
+        for name, job in load_yaml(path).get("jobs", {}).items():
+            permissions = job.get("permissions") or {}
+            if isinstance(permissions, dict) and permissions.get("id-token") == "write":
+                holders.append((rel(path), name, job))
+    assert [(p, n) for p, n, _ in holders] == [(".github/workflows/pipeline.yml", "build")]
+    steps = holders[0][2]["steps"]
+    push = next(s for s in steps if s.get("id") == "push")
+    assert "ci pipeline step images" in push["run"]
+    assert push["env"]["CI_SIGNING_MODE"] == "keyless"
+    setup = next(s for s in steps if s.get("uses") == "./.ci-toolkit")
+    assert "cosign" in setup["with"]["tools"].split()
