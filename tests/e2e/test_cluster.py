@@ -10,6 +10,7 @@ import json
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from ci import proc
 from ci.cli import main
 from ci.cluster.base import ClusterInfo
+from ci.errors import ProcessError
 
 e2e = pytest.mark.e2e
 
@@ -371,3 +373,184 @@ def test_ingress_answers_where_only_ingress_nginx_is_admitted(policy_lab: Policy
     policy_lab.apply(network_policy("web-from-ingress", web, "ingress-nginx"))
     assert eventually(policy_lab.ingress_reaches_web, True), "ingress-nginx was not admitted"
     assert not policy_lab.client_reaches_web(), "ingress-nginx's policy admitted another namespace"
+
+
+# ------------------------------------------------------------ platform add-ons (addons.sh)
+
+
+def require_addon(info: ClusterInfo, addon: str) -> None:
+    """Skip, naming the reason, when ``CLUSTER_ADDONS`` left the add-on out at start-up."""
+    started = (info.kubeconfig.parent / "addons").read_text(encoding="utf-8").split()
+    if addon not in started:
+        pytest.skip(f"add-on {addon} not started (CLUSTER_ADDONS); started: {started or 'none'}")
+
+
+def service_get(info: ClusterInfo, namespace: str, service: str, path: str) -> str:
+    """GET through the API server's service proxy: the add-ons listen on the pod network only."""
+    url = f"/api/v1/namespaces/{namespace}/services/{service}/proxy{path}"
+    argv = (info.kubectl, "--kubeconfig", str(info.kubeconfig), "get", "--raw", url)
+    return proc.run(argv, timeout=30).stdout
+
+
+def poll(probe: Callable[[], str | None], seconds: float) -> str | None:
+    """Call ``probe`` until it returns a value or time runs out; None when it never did."""
+    deadline = time.monotonic() + seconds
+    while (value := probe()) is None and time.monotonic() < deadline:
+        time.sleep(2)
+    return value
+
+
+@e2e
+def test_gateway_api_crds_are_the_upstream_standard_channel(builtin_cluster: ClusterInfo) -> None:
+    crd = kubectl_json(builtin_cluster, "get", "crd", "httproutes.gateway.networking.k8s.io")
+    metadata = crd["metadata"]
+    assert isinstance(metadata, dict)
+    assert metadata["annotations"]["gateway.networking.k8s.io/channel"] == "standard"
+    gateway = kubectl_json(builtin_cluster, "-n", "ingress-nginx", "get", "gateway", "local")
+    status = gateway["status"]
+    assert isinstance(status, dict)
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions.get("Programmed") == "True", status
+
+
+ROUTE_NS = "cluster-e2e-route"
+ROUTE_HOST = "route.cluster-e2e.local"
+
+
+def route_workloads(image: str) -> str:
+    """A web pod and Service, reached by an HTTPRoute on the Gateway ingress-nginx/local."""
+    labels = {"app": "web"}
+    command = f"mkdir -p /www && echo {ROUTE_NS} > /www/index.html && exec httpd -f -p 8080 -h /www"
+    objects: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ROUTE_NS}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": ROUTE_NS, "labels": labels},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "web", "image": image, "command": ["sh", "-c", command]}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": ROUTE_NS},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": ROUTE_NS},
+            "spec": {
+                "parentRefs": [{"name": "local", "namespace": "ingress-nginx"}],
+                "hostnames": [ROUTE_HOST],
+                "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
+            },
+        },
+    ]
+    return "\n".join(json.dumps(obj) for obj in objects)
+
+
+@e2e
+def test_httproute_answers_through_traefik(builtin_cluster: ClusterInfo) -> None:
+    kubectl = (builtin_cluster.kubectl, "--kubeconfig", str(builtin_cluster.kubeconfig))
+    delete = (*kubectl, "delete", "namespace", ROUTE_NS, "--ignore-not-found")
+    proc.run((*delete, "--timeout", "120s"), timeout=150)
+    image = cluster_images(builtin_cluster)["BUSYBOX_IMAGE"]
+    request = urllib.request.Request(
+        f"{builtin_cluster.ingress_url}/", headers={"Host": ROUTE_HOST}
+    )
+
+    def answer() -> str | None:
+        try:
+            with urllib.request.urlopen(request, timeout=4) as response:
+                body: str = response.read().decode()
+                return body if ROUTE_NS in body else None
+        except (OSError, urllib.error.URLError):
+            return None
+
+    try:
+        proc.run((*kubectl, "apply", "-f", "-"), input=route_workloads(image), timeout=60)
+        assert poll(answer, 90), f"no answer from {ROUTE_HOST} through the Gateway"
+    finally:
+        proc.run((*delete, "--wait=false"), timeout=60, check=False)
+
+
+@e2e
+def test_prometheus_scrapes_traefik_through_its_servicemonitor(
+    builtin_cluster: ClusterInfo,
+) -> None:
+    """The operator turned the ServiceMonitor into a scrape pool, and the target is up."""
+    require_addon(builtin_cluster, "prometheus")
+    pool = "serviceMonitor/ingress-nginx/traefik/0"
+
+    def healthy() -> str | None:
+        targets = json.loads(
+            service_get(builtin_cluster, "monitoring", "prometheus:9090", "/api/v1/targets")
+        )
+        health = [t["health"] for t in targets["data"]["activeTargets"] if t["scrapePool"] == pool]
+        return "up" if health and set(health) == {"up"} else None
+
+    assert poll(healthy, 150), f"no healthy target in scrape pool {pool}"
+
+
+@e2e
+def test_collector_span_reaches_jaeger(builtin_cluster: ClusterInfo) -> None:
+    """OTLP/HTTP to the collector's Service, then the trace by id from Jaeger's query API."""
+    require_addon(builtin_cluster, "otel")
+    require_addon(builtin_cluster, "jaeger")
+    service = kubectl_json(
+        builtin_cluster, "-n", "observability", "get", "service", "otel-collector"
+    )
+    spec = service["spec"]
+    assert isinstance(spec, dict)
+    trace_id = f"{time.time_ns():032x}"
+    now = time.time_ns()
+    span = {"traceId": trace_id, "spanId": trace_id[-16:], "name": "e2e", "kind": 2}
+    span |= {"startTimeUnixNano": str(now - 1_000_000), "endTimeUnixNano": str(now)}
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "cluster-e2e"}}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+    request = urllib.request.Request(
+        f"http://{spec['clusterIP']}:4318/v1/traces",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    def found() -> str | None:
+        try:
+            text = service_get(
+                builtin_cluster, "monitoring", "jaeger:16686", f"/api/traces/{trace_id}"
+            )
+        except ProcessError:
+            return None
+        return text if "cluster-e2e" in text else None
+
+    assert poll(found, 60), f"trace {trace_id} not found in Jaeger"
+
+
+@e2e
+def test_victorialogs_holds_pod_logs_with_kubernetes_attributes(
+    builtin_cluster: ClusterInfo,
+) -> None:
+    """Traefik's own log lines, collected from its pod's files, carry its namespace and pod."""
+    require_addon(builtin_cluster, "otel")
+    require_addon(builtin_cluster, "logs")
+    query = urllib.parse.quote('k8s.namespace.name:="ingress-nginx" | limit 5')
+
+    def lines() -> str | None:
+        text = service_get(
+            builtin_cluster,
+            "monitoring",
+            "victorialogs:9428",
+            f"/select/logsql/query?query={query}",
+        )
+        return text if text.strip() else None
+
+    text = poll(lines, 60)
+    assert text, "no log line of namespace ingress-nginx in VictoriaLogs"
+    first = json.loads(text.splitlines()[0])
+    assert first["k8s.namespace.name"] == "ingress-nginx"
+    assert first["k8s.pod.name"].startswith("traefik-")
