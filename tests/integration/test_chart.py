@@ -172,10 +172,11 @@ def test_migration_hook_waits_for_the_database(helm_bin: helm.Helm, cfg: Config)
     assert notes["helm.sh/hook"] == "post-install,pre-upgrade"
     assert notes["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     pod = job["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
+    (init,) = (c for c in pod["initContainers"] if c["name"] == "wait-for-db")
     assert init["command"] == ["/wait-for-db.sh"]
     init_env = {e["name"] for e in init["env"]}
-    assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "WAIT_TIMEOUT"} <= init_env
+    # the password is a mounted file (PGPASSFILE), never an environment variable
+    assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSFILE", "WAIT_TIMEOUT"} <= init_env
     assert pod["containers"][0]["args"] == ["--migrate"]
 
 
@@ -288,8 +289,10 @@ def test_every_optional_feature_passes_the_checks(
     dashboard = one(rendered, "ConfigMap", "-dashboard")
     assert json.loads(dashboard["data"]["schedule-app.json"])["uid"] == "schedule-app"
     deploy = one(rendered, "Deployment", "-backend")
-    env_from = deploy["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    assert [e.get("secretRef", {}).get("name") for e in env_from][1:] == [
+    # the backend's own Secret and the existing one are mounted files, after the credentials
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    sources = volumes["secrets"]["projected"]["sources"]
+    assert [src["secret"]["name"] for src in sources][-2:] == [
         "schedule-app-backend",
         "more-env",
     ]
@@ -413,7 +416,9 @@ def test_wrong_field_type_and_crd_fields_fail_schema_validation(
 ) -> None:
     copy.edit("backend-hpa.yaml", "  minReplicas: {{", "  minReplicas: {{ quote ")
     copy.edit(
-        "servicemonitor.yaml", "    - port: http\n", "    - port: http\n      scrapeEvery: 5s\n"
+        "servicemonitor.yaml",
+        "    - port: management\n",
+        "    - port: management\n      scrapeEvery: 5s\n",
     )
     rendered = chart.render(copy.cfg, helm_bin, copy.env())
     messages = sorted(f.message for f in chart.validate_env(copy.cfg, rendered).findings)

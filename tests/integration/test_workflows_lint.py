@@ -136,7 +136,11 @@ def test_chart_check_as_an_actions_step_writes_the_job_summary(tmp_path: Path) -
 
 
 def test_a_chart_finding_is_annotated_at_the_template_line(tmp_path: Path) -> None:
-    """A copy of the project whose staging values use the `latest` tag (policy IMG001)."""
+    """A copy of the project whose staging PostgreSQL requests less CPU than its limit (RES002).
+
+    The chart itself refuses some values at render time (a `latest` tag, requests above
+    limits); this one it renders, and only the policy finds it, at the template's line.
+    """
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "ci.yaml", project / "ci.yaml")
@@ -145,8 +149,10 @@ def test_a_chart_finding_is_annotated_at_the_template_line(tmp_path: Path) -> No
     shutil.copytree(ROOT / "charts", project / "charts")
     values = project / "charts" / "schedule-app" / "values-staging.yaml"
     text = values.read_text()
-    assert 'tag: "0.1.0"' in text
-    values.write_text(text.replace('tag: "0.1.0"', "tag: latest", 1))
+    assert "postgresql:\n" in text
+    values.write_text(
+        text.replace("postgresql:\n", "postgresql:\n  resources:\n    requests: {cpu: 10m}\n", 1)
+    )
     env = actions_files(tmp_path)
     result = run(
         [BIN / "ci", "-o", tmp_path / "out", "chart", "check", "--env", "staging"], project, env
@@ -156,10 +162,10 @@ def test_a_chart_finding_is_annotated_at_the_template_line(tmp_path: Path) -> No
     assert errors, result.stdout
     head, message = errors[0].split("::", 2)[1:]
     props = dict(p.split("=", 1) for p in head.removeprefix("error ").split(","))
-    assert props["title"] == "IMG001"
-    assert "latest" in message
+    assert props["title"] == "RES002"
+    assert "requests cpu 10m" in message
     template = project / props["file"]
-    assert "image:" in template.read_text().splitlines()[int(props["line"]) - 1]
+    assert "resources:" in template.read_text().splitlines()[int(props["line"]) - 1]
     assert f"\n{len(errors)} error(s);" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
 
 

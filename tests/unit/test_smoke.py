@@ -102,7 +102,7 @@ class App(BaseHTTPRequestHandler):
         st["hosts"].append(self.headers.get("Host"))
         if self.path == "/":
             self._send(200, '<html><div id="root"></div></html>', "text/html")
-        elif self.path == "/api/actuator/health":
+        elif self.path == "/api/healthz":
             st["health_calls"] += 1
             up = st["health_calls"] > st["warmup"]
             self._send(200 if up else 503, {"status": "UP" if up else "DOWN"})
