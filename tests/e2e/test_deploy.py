@@ -66,8 +66,9 @@ def api(e2e: E2E, method: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 def psql(e2e: E2E, sql: str, db: str = "schedule") -> str:
+    """Run ``sql`` as the admin user: the application's user may not create databases."""
     res = e2e.kubectl(
-        "exec", "-n", NAMESPACE, f"{PG}-0", "--", "psql", "-U", "schedule", "-d", db, "-At",
+        "exec", "-n", NAMESPACE, f"{PG}-0", "--", "psql", "-U", "postgres", "-d", db, "-At",
         "-c", sql,
     )  # fmt: skip
     return res.stdout.strip()
@@ -391,11 +392,11 @@ def restore_job(image: str, dump: str) -> dict[str, Any]:
     """A Job (Pod Security restricted) that loads ``dump`` into the database ``restored``."""
     env: list[dict[str, Any]] = [
         {"name": "PGHOST", "value": PG},
-        {"name": "PGUSER", "value": "schedule"},
+        {"name": "PGUSER", "value": "postgres"},
         {"name": "PGDATABASE", "value": "restored"},
         {
             "name": "PGPASSWORD",
-            "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-db", "key": "password"}},
+            "valueFrom": {"secretKeyRef": {"name": f"{RELEASE}-db", "key": "admin-password"}},
         },
     ]
     script = f"gunzip -c {dump} | psql -v ON_ERROR_STOP=1 -q"
