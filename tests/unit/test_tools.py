@@ -100,7 +100,9 @@ def test_a_development_build_has_no_version() -> None:
 
 def test_every_pin_satisfies_its_own_minimum() -> None:
     for spec in tools.TOOLS.values():
-        assert tools.parse_version(spec.bare_version) >= tools.parse_version(spec.minimum), spec.name
+        assert tools.parse_version(spec.bare_version) >= tools.parse_version(spec.minimum), (
+            spec.name
+        )
         if spec.major is not None:
             assert tools.parse_version(spec.version)[0] == spec.major
 
