@@ -24,21 +24,32 @@ PSS_LABELS = {
 LOG_LINES = 20
 
 
+def configuration(acc: Access) -> Any:
+    """The client configuration (server, TLS, credentials) of the kubeconfig ``acc`` names.
+
+    One reader for the typed client and for plain HTTP sessions through the API server's
+    service proxy, so both trust and authenticate the same way.
+    """
+    client, config = modules("client", "config")
+    conf = client.Configuration()
+    try:
+        config.load_kube_config(
+            config_file=acc.kubeconfig, context=acc.context, client_configuration=conf
+        )
+    except Exception as exc:  # ConfigException, OSError, YAML errors: all "cannot connect"
+        raise EnvironmentNotReady(
+            f"cannot load kubeconfig {acc.source}: {first_line(exc)}"
+        ) from None
+    return conf
+
+
 class Kube:
     """A connected client: the typed APIs plus conversion of their objects to dicts."""
 
     def __init__(self, acc: Access, request_timeout: float = 15.0) -> None:
-        client, config = modules("client", "config")
-        conf = client.Configuration()
+        (client,) = modules("client")
+        conf = configuration(acc)
         conf.retries = 1
-        try:
-            config.load_kube_config(
-                config_file=acc.kubeconfig, context=acc.context, client_configuration=conf
-            )
-        except Exception as exc:  # ConfigException, OSError, YAML errors: all "cannot connect"
-            raise EnvironmentNotReady(
-                f"cannot load kubeconfig {acc.source}: {first_line(exc)}"
-            ) from None
         self.access = acc
         self.timeout = request_timeout
         self.api: Any = client.ApiClient(conf)

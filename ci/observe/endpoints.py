@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ci.config import Endpoint, Environment
-from ci.errors import ConfigError, EnvironmentNotReady, first_line
+from ci.errors import ConfigError, first_line
 
 REQUEST_TIMEOUT = 10.0
 
@@ -97,19 +97,10 @@ def open_api(
 def _proxy_session(env: Environment, session: Any) -> str:
     """Give ``session`` the kubeconfig's TLS and credentials; return the API server's URL."""
     from ci import kube
-    from ci.kube.client import modules
+    from ci.kube.client import configuration
 
-    client, config = modules("client", "config")
-    conf = client.Configuration()
     with kube.access(env) as acc:
-        try:
-            config.load_kube_config(
-                config_file=acc.kubeconfig, context=acc.context, client_configuration=conf
-            )
-        except Exception as exc:  # ConfigException, OSError, YAML errors: all "cannot connect"
-            raise EnvironmentNotReady(
-                f"cannot load kubeconfig {acc.source}: {first_line(str(exc))}"
-            ) from None
+        conf = configuration(acc)
     session.verify = conf.ssl_ca_cert or conf.verify_ssl
     if conf.cert_file and conf.key_file:
         session.cert = (conf.cert_file, conf.key_file)
