@@ -307,8 +307,9 @@ def deploy_markdown(env: str, result: DeployResult) -> str:
         plan.triggered_by,
     ]
     headers = ["release", "namespace", "revision", "previous", "chart", "git SHA", "by"]
+    action = "upgraded" if result.decision.upgrade else "skipped"
     return (
-        f"### Deploy: {env}\n\n"
+        f"### Deploy: {env}\n\n{action}: {result.decision.reason}\n\n"
         + gha.markdown_table(headers, [release])
         + "\n"
         + gha.markdown_table(["image", "deployed"], _deployed_images(result))
@@ -319,10 +320,14 @@ def deployed(env: str, result: DeployResult) -> None:
     """The deployed digests and revision; the job summary; outputs for the next job."""
     plan = result.plan
     gha.echo(gha.text_table(["image", "deployed"], _deployed_images(result)).rstrip())
+    did = (
+        f"(previous {result.previous_revision or '-'})"
+        if result.decision.upgrade
+        else f"unchanged (skipped: {result.decision.reason})"
+    )
     gha.echo(
-        f"{plan.env.release} revision {result.revision} in {plan.env.namespace} "
-        f"(previous {result.previous_revision or '-'}), chart {plan.chart_version}, "
-        f"{result.duration:.1f}s; written {result.record_path}"
+        f"{plan.env.release} revision {result.revision} in {plan.env.namespace} {did}, "
+        f"chart {plan.chart_version}, {result.duration:.1f}s; written {result.record_path}"
     )
     gha.add_summary(deploy_markdown(env, result))
     gha.set_output("revision", str(result.revision))
