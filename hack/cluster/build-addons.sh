@@ -2,7 +2,9 @@
 # Build (once) the platform add-ons from the Go module proxy into the binary cache that build.sh
 # fills, keyed by version:
 #   hack/cluster/build-addons.sh traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs
-# Prints nothing; the binaries land in $CLUSTER_CACHE/bin/NAME-VERSION/. One build of a component
+#   hack/cluster/build-addons.sh crds   prints the paths of the upstream Gateway API and monitoring
+#                                       CRDs (taken from their modules, nothing compiled)
+# Otherwise prints nothing; the binaries land in $CLUSTER_CACHE/bin/NAME-VERSION/. One build of a component
 # at a time (a lock per component), so cluster-up waits for a build already under way.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -92,6 +94,13 @@ build_prometheus_operator() { # the operator, its config reloader, and its CRDs 
   chmod 644 "$out.tmp"/crds/*.yaml "$out.tmp"/*.yaml
 }
 
+build_monitoring_crds() { # the operator's CRDs alone, from its module, without compiling anything
+  local dir
+  dir=$(cd "$work" && moddir github.com/prometheus-operator/prometheus-operator "$PROM_OPERATOR_VERSION")
+  mkdir -p "$out.tmp" && cp "$dir"/example/prometheus-operator-crd/*.yaml "$out.tmp/"
+  chmod 644 "$out.tmp"/*.yaml
+}
+
 build_prometheus() { # the module's v0.3XX.Y is Prometheus 3.XX.Y; UI assets are not built in
   local m=github.com/prometheus/prometheus v=github.com/prometheus/common/version
   local ver
@@ -144,5 +153,10 @@ case ${1:-} in
   otelcol) build otelcol "$OTELCOL_VERSION" ;;
   jaeger) build jaeger "$JAEGER_VERSION" ;;
   victorialogs) build victorialogs "$VICTORIALOGS_VERSION" ;;
-  *) echo "usage: $0 traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs" >&2; exit 2 ;;
+  crds) # the upstream CRD files the cluster installs, one path a line (for ci chart validate)
+    build gateway-api "$GATEWAY_API_VERSION"
+    build monitoring-crds "$PROM_OPERATOR_VERSION"
+    ls "$cache/bin/gateway-api-$GATEWAY_API_VERSION"/*.yaml "$cache/bin/monitoring-crds-$PROM_OPERATOR_VERSION"/*.yaml
+    ;;
+  *) echo "usage: $0 traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs|crds" >&2; exit 2 ;;
 esac
