@@ -141,17 +141,26 @@ def set_args(plan: Plan) -> list[str]:
 
 
 def upgrade_argv(
-    helm: helmlib.Helm, plan: Plan, *, kubeconfig: str | None, server_side: bool | None
+    helm: helmlib.Helm,
+    plan: Plan,
+    *,
+    kubeconfig: str | None,
+    server_side: bool | None,
+    repair_drift: bool = False,
 ) -> helmlib.Argv:
     """The one ``helm upgrade --install`` a deploy runs.
 
     Waits for readiness and Jobs, rolls back on failure (``--atomic`` / ``--rollback-on-
     failure``), and on Helm 4 states the apply mode explicitly (server-side unless asked
     otherwise), so a default changing between Helm releases cannot change how objects apply.
+    With ``repair_drift`` server-side apply forces its conflicts (the chart's fields win).
     """
     env = plan.env
     if server_side is None and helm.major >= 4:
         server_side = True
+    # A field changed by hand (``kubectl scale``) belongs to another field manager now;
+    # repairing drift takes it back for the chart, which server-side apply does only when told.
+    force_conflicts = repair_drift and bool(server_side)
     return helmlib.upgrade_argv(
         helm,
         env.release,
@@ -165,6 +174,7 @@ def upgrade_argv(
         timeout=f"{env.timeout}s",
         rollback_on_failure=True,
         server_side=server_side,
+        force_conflicts=force_conflicts,
         history_max=10,
         description=plan.description,
         kube_context=env.kube_context,

@@ -235,7 +235,11 @@ def _upgrade(d: _Deploy) -> None:
     cluster, plan, report = d.cluster, d.plan, d.report
 
     argv = upgrade_argv(
-        cluster.helm, plan, kubeconfig=cluster.kubeconfig, server_side=d.opts.server_side
+        cluster.helm,
+        plan,
+        kubeconfig=cluster.kubeconfig,
+        server_side=d.opts.server_side,
+        repair_drift=bool(d.result.decision.drift),
     )
     report.line(f"helm upgrade --install {plan.env.release} -> {plan.env.namespace}")
     stop = proc.Cancel()
