@@ -47,16 +47,7 @@ class Cluster:
         return result.stdout if result.ok else ""
 
     def render(self, plan: Plan) -> str:
-        argv = helmlib.template_argv(
-            self.helm,
-            plan.chart_dir,
-            release=self.env.release,
-            namespace=self.env.namespace,
-            values=plan.values,
-            set_values=set_args(plan),
-            include_crds=False,
-        )
-        return proc.run(argv, timeout=120, what="helm template").stdout
+        return proc.run(self._template_argv(plan), timeout=120, what="helm template").stdout
 
     def render_live(self, plan: Plan) -> str:
         """``helm template --dry-run=server``: rendered as an upgrade now would render it.
@@ -64,21 +55,27 @@ class Cluster:
         The chart's ``lookup`` calls (generated Secrets kept across upgrades) read the cluster,
         so an unchanged release renders exactly its live manifest.
         """
-        argv = helmlib.template_argv(
-            self.helm,
-            plan.chart_dir,
-            release=self.env.release,
-            namespace=self.env.namespace,
-            values=plan.values,
-            set_values=set_args(plan),
-            include_crds=False,
-        )
         scope = ["--dry-run=server"]
         if self.kubeconfig:
             scope += ["--kubeconfig", self.kubeconfig]
         if self.env.kube_context:
             scope += ["--kube-context", self.env.kube_context]
-        return proc.run((*argv, *scope), timeout=120, what="helm template").stdout
+        argv = (*self._template_argv(plan), *scope)
+        return proc.run(argv, timeout=120, what="helm template").stdout
+
+    def _template_argv(self, plan: Plan) -> tuple[str, ...]:
+        """``helm template`` of this run's chart, values, ``--set`` pairs and digests."""
+        return tuple(
+            helmlib.template_argv(
+                self.helm,
+                plan.chart_dir,
+                release=self.env.release,
+                namespace=self.env.namespace,
+                values=plan.values,
+                set_values=set_args(plan),
+                include_crds=False,
+            )
+        )
 
     def live_objects(self, manifest: str) -> list[dict[str, Any]]:
         """The live objects a manifest names, as the API returns them (one ``kubectl get``)."""
