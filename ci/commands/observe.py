@@ -67,6 +67,9 @@ def observe_check(
     from ci import chart, helm, observe, presenter
 
     cfg = ctx.config
+    # flags first: a bad one is answered before any tool is looked for
+    parsed = _variables(variables)
+    deadline_s, interval_s = _seconds("--deadline", deadline), _seconds("--interval", interval)
     rendered = chart.render(
         cfg, helm.find(int(helm_major) if helm_major else None), cfg.environment(env)
     )
@@ -75,9 +78,9 @@ def observe_check(
         env,
         rendered.manifests,
         ctx.out_dir,
-        variables=_variables(variables),
-        deadline=_seconds("--deadline", deadline),
-        interval=_seconds("--interval", interval),
+        variables=parsed,
+        deadline=deadline_s,
+        interval=interval_s,
         on_line=presenter.echo,
     )
     presenter.observed(result)

@@ -429,34 +429,6 @@ def test_access_accepts_a_path_and_falls_back(cfg: config.Config, tmp_path: Path
         assert acc.kubeconfig == "/some/kc"
 
 
-def test_cli_unreachable_cluster_exits_3_before_any_change(
-    tmp_path: Path, images_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A real client against a closed port: one line, exit 3, no release.json written."""
-    from click.testing import CliRunner
-
-    from ci.cli import main
-
-    kubeconfig = (
-        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
-        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: x, user: {token: t}}]\n"
-        "contexts: [{name: x, context: {cluster: x, user: x}}]\n"
-    )
-    monkeypatch.setenv("KUBECONFIG_STAGING", kubeconfig)
-    # the digests are checked in their registry first; here they are taken to exist
-    monkeypatch.setattr("ci.deploy.inputs.missing_digests", lambda _images, _client_for: [])
-    out = tmp_path / "out"
-    args = ["-c", str(ROOT / "ci.yaml"), "-o", str(out), "deploy", "--env", "staging"]
-    res = CliRunner().invoke(main, [*args, "--images", str(images_file)])
-    assert res.exit_code == 3
-    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
-    assert errors == [
-        "error: cluster unreachable through $KUBECONFIG_STAGING: [Errno 111] Connection refused"
-    ]
-    assert not (out / "release.json").exists()
-
-
 def test_repeated_warning_events_are_shown_when_their_count_doubles() -> None:
     shown: dict[str, int] = {}
     ev: dict[str, Any] = {"metadata": {"uid": "u1"}, "type": "Warning", "count": 1}

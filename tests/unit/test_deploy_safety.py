@@ -12,7 +12,7 @@ import pytest
 
 from ci import config, deploy, helm, kube
 from ci.deploy import inputs, skip
-from ci.errors import ConfigError, DeployError
+from ci.errors import DeployError
 from ci.kube import lease
 from ci.registry import Client
 
@@ -93,14 +93,6 @@ def test_digests_present_in_the_registry_pass(plan: deploy.Plan) -> None:
 )
 def test_schema_errors_name_the_key(stderr: str, expected: tuple[str, str] | None) -> None:
     assert inputs.schema_key(stderr) == expected
-
-
-def test_a_bad_set_is_a_configuration_error_naming_the_key(
-    cfg: config.Config, plan: deploy.Plan
-) -> None:
-    with pytest.raises(ConfigError, match=r"values: backend\.replicas: not a key") as caught:
-        inputs.render(cfg, helm.find(), plan)
-    assert "\n" not in caught.value.message
 
 
 # ----------------------------------------------------------------------------- fail fast
