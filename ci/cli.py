@@ -56,9 +56,14 @@ class OneLineErrors(click.Group):
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        from ci import proc
+
         kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            # SIGTERM (a cancelled job) unwinds like Ctrl-C from the first line on, so an
+            # early one also ends as "interrupted", exit 130, with every cleanup run
+            with proc.interruptible():
+                return super().main(*args, **kwargs)
         except (CiError, click.ClickException, click.Abort, KeyboardInterrupt) as exc:
             fail(exc)
 

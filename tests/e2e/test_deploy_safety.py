@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -159,3 +161,165 @@ def test_install_then_a_no_change_deploy_makes_no_revision(safety: Safety) -> No
     assert record["deploy"]["action"] == "skipped"
     assert record["deploy"]["reason"].startswith("unchanged")
     assert took < 30, took
+
+
+def test_a_kubectl_scale_drift_is_repaired_by_the_next_no_change_deploy(safety: Safety) -> None:
+    """The HPA is off here, so the replica count is the chart's: a scale by hand is drift."""
+    found = safety.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "name").stdout.split()
+    backend = next(d for d in found if d.endswith("-backend"))
+    safety.kubectl("scale", backend, "-n", NAMESPACE, "--replicas=2")
+    res = safety.deploy()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "drift repaired" in res.stdout, res.stdout[-3000:]
+    assert deployed(safety.history()) == [2]
+    replicas = safety.kubectl(
+        "get", backend, "-n", NAMESPACE, "-o", "jsonpath={.spec.replicas}"
+    ).stdout
+    assert replicas == "1"
+
+
+# ----------------------------------------------------------------------------- the Lease
+
+
+def start_deploy(safety: Safety, *args: str) -> subprocess.Popen[str]:
+    """A deploy in the background, as a second job or a cancelled one would run."""
+    return subprocess.Popen(
+        safety.argv("deploy", "--env", ENV, *args),
+        env=safety.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_two_deploys_one_second_apart_take_turns(safety: Safety) -> None:
+    before = len(safety.history())
+    first = start_deploy(safety, "--set", "frontend.podAnnotations.turn=first")
+    time.sleep(1)
+    second = start_deploy(safety, "--set", "frontend.podAnnotations.turn=second")
+    out1, err1 = first.communicate(timeout=900)
+    out2, err2 = second.communicate(timeout=900)
+    assert "already exists" not in err1 + err2 + out1 + out2
+    assert first.returncode == 0, out1[-2000:] + err1[-2000:]
+    assert second.returncode == 0, out2[-2000:] + err2[-2000:]
+    assert "another deploy holds the environment" in out2 + err2
+    history = safety.history()
+    assert len(history) == before + 2
+    assert deployed(history) == [int(history[-1]["revision"])]
+    annotations = safety.kubectl(
+        "get", "deployments", "-n", NAMESPACE, "-o",
+        "jsonpath={.items[*].spec.template.metadata.annotations.turn}",
+    ).stdout  # fmt: skip
+    assert annotations.split() == ["second"]
+
+
+# ----------------------------------------------------------------------------- interrupts
+
+
+def helm_processes() -> list[str]:
+    """Helm processes of this release still running anywhere on the machine."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        if words and Path(words[0]).name.startswith("helm") and NAMESPACE in words:
+            found.append(" ".join(words))
+    return found
+
+
+def hook_job_running(safety: Safety) -> bool:
+    jobs = json.loads(safety.kubectl("get", "jobs", "-n", NAMESPACE, "-o", "json").stdout)
+    return any(
+        "helm.sh/hook" in (j["metadata"].get("annotations") or {})
+        and not (j.get("status") or {}).get("succeeded")
+        for j in jobs["items"]
+    )
+
+
+def rollout_applied(safety: Safety, value: str) -> bool:
+    got = safety.kubectl(
+        "get", "deployments", "-n", NAMESPACE, "-o",
+        "jsonpath={.items[*].spec.template.metadata.annotations.interrupted}",
+    ).stdout  # fmt: skip
+    return value in got.split()
+
+
+def wait_for(what: str, ready: Any, run: subprocess.Popen[str], limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while not ready():
+        assert run.poll() is None, f"the deploy ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {limit:g}s"
+        time.sleep(0.3)
+
+
+POINTS = ["before-helm", "hook-job", "rollout-wait"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("point", POINTS)
+def test_an_interrupted_deploy_leaves_no_helm_and_one_deployed_revision(
+    safety: Safety, point: str, sig: signal.Signals
+) -> None:
+    value = f"{point}-{sig.name}".lower()
+    before = len(safety.history())
+    run = start_deploy(safety, "--set", f"frontend.podAnnotations.interrupted={value}")
+    if point == "before-helm":
+        time.sleep(1.0)
+        assert run.poll() is None
+    elif point == "hook-job":
+        wait_for("hook Job", lambda: hook_job_running(safety), run)
+    else:
+        wait_for("rollout", lambda: rollout_applied(safety, value), run)
+    run.send_signal(sig)
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 130, out[-2000:] + err[-2000:]
+    assert helm_processes() == []
+    history = safety.history()
+    assert history[-1]["status"] in ("deployed", "failed"), history[-1]
+    assert len(deployed(history)) == 1, history
+    if point == "before-helm":
+        assert len(history) == before, "a revision was made before Helm was to start"
+    started = time.monotonic()
+    res = safety.deploy()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert time.monotonic() - started < 240
+    assert "another deploy is in progress" not in res.stdout + res.stderr
+    assert len(deployed(safety.history())) == 1
+
+
+# ----------------------------------------------------------------------------- fail fast
+
+
+def test_a_container_that_crashes_at_start_is_rolled_back_within_two_minutes(
+    safety: Safety,
+) -> None:
+    """The JRE base image as backend: its command ends at once, so the container restarts
+    until CrashLoopBackOff; with ``max_restarts: 2`` the deploy stops and rolls back."""
+    from ci.registry import Client
+
+    repo = "base/jre"
+    digest = Client("127.0.0.1:5000", insecure=True).digest(repo, "bookworm")
+    assert digest, "the local base image base/jre:bookworm is not in the registry"
+    before = safety.history()
+    started = time.monotonic()
+    res = safety.deploy(
+        "--set", f"backend.image.repository=127.0.0.1:5000/{repo}",
+        "--set", f"backend.image.digest={digest}",
+        "--set", "migration.enabled=false",
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    (line,) = error_lines(res)
+    assert "CrashLoopBackOff" in line, line
+    assert "rolled back" in line, line
+    assert took < 120, took
+    history = safety.history()
+    assert len(history) == len(before) + 2
+    assert history[-1]["status"] == "deployed"
+    assert history[-1]["description"].startswith("Rollback to")
+    assert len(deployed(history)) == 1

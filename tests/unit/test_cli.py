@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -41,3 +43,26 @@ def test_usage_errors_are_one_line_with_exit_2(args: tuple[str, ...], expected: 
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(expected)
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_before_any_program_runs_ends_as_interrupted() -> None:
+    """A cancelled job's SIGTERM may come while a step is still starting: it ends like
+    Ctrl-C (one line, exit 130), not as a kill with no cleanup."""
+    script = (
+        "import sys, time\n"
+        "from ci import cli\n"
+        "cli.main.command('sleepy')(lambda: time.sleep(20))\n"
+        "print('ready', flush=True)\n"
+        "sys.argv = ['ci', 'sleepy']\n"
+        "cli.main()\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    assert run.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=20)
+    assert run.returncode == 130
+    assert err.strip().splitlines() == ["interrupted"]
