@@ -21,11 +21,12 @@ def images_group() -> None:
 )
 @click.option(
     "--builder",
-    type=click.Choice(["auto", "buildx", "docker"]),
-    default="auto",
-    show_default=True,
+    type=click.Choice(["auto", "buildx", "buildx-container", "docker"]),
+    default=None,
     envvar="CI_BUILDER",
-    help="buildx (BuildKit, registry cache) or docker (Engine API); auto prefers buildx.",
+    help="buildx (pinned BuildKit), buildx-container (docker buildx, docker-container driver) "
+    "or docker (classic Engine builder); auto (the default: build.builder) picks BuildKit "
+    "and warns when it falls back to docker.",
 )
 @click.option(
     "--jobs",
@@ -44,7 +45,13 @@ def images_group() -> None:
 )
 @pass_ctx
 def images_build(
-    ctx: Context, *, push: bool, only: tuple[str, ...], builder: str, jobs: int, no_cache: bool
+    ctx: Context,
+    *,
+    push: bool,
+    only: tuple[str, ...],
+    builder: str | None,
+    jobs: int,
+    no_cache: bool,
 ) -> None:
     """Build every configured image (tags: SHA, branch, version); skip unchanged ones."""
     from ci import images, presenter

@@ -24,6 +24,7 @@ from ci.config.layers import (
     read_yaml_with_lines,
 )
 from ci.config.model import (
+    Build,
     Chart,
     Config,
     Endpoint,
@@ -49,6 +50,7 @@ from ci.errors import ConfigInvalid, format_path
 
 __all__ = [
     "SCHEMA_RESOURCE",
+    "Build",
     "Chart",
     "Config",
     "Endpoint",

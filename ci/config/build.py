@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ci.config.model import (
+    Build,
     Chart,
     Config,
     Endpoint,
@@ -92,6 +93,7 @@ def build_config(path: Path, d: dict[str, Any]) -> Config:
         environments=envs,
         smoke=smoke,
         data=d,
+        build=Build(**d.get("build", {})),
     )
 
 

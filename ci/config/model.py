@@ -53,6 +53,14 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class Build:
+    """``build``: which builder runs, and whether base image digests must resolve."""
+
+    builder: str = "auto"
+    require_base_digests: bool = False
+
+
+@dataclass(frozen=True)
 class Image:
     name: str
     dockerfile: Path
@@ -174,6 +182,7 @@ class Config:
     smoke: Smoke
     #: The file's data with every default filled in, as ``config show`` prints it.
     data: dict[str, Any]
+    build: Build = field(default_factory=Build)
 
     def environment(self, name: str) -> Environment:
         """The named environment, or a usage error that lists the known ones."""

@@ -1,10 +1,13 @@
-"""The two ways an image is built and pushed, behind one ``Builder`` interface.
+"""The ways an image is built and pushed, behind one ``Builder`` interface, and the choice.
 
-``BuildxBuilder`` drives BuildKit through the pinned ``docker buildx``, with registry cache
-import and export and a cache ref per image; ``DockerBuilder`` uses the Docker Engine API's
-classic builder through the Docker SDK. Why both: BuildKit is faster and shares its cache
-across machines, but a Docker daemon alone must be enough to build. Build output becomes a few
-progress lines and, on failure, one error that points at the Dockerfile line.
+``BuildxBuilder`` drives BuildKit through buildx, with registry cache import and export and a
+cache ref per image: either the pinned ``buildx`` on the pinned ``buildkitd`` (``buildx``), or
+``docker buildx`` with its ``docker-container`` driver (``buildx-container``, what a
+GitHub-hosted runner has). ``DockerBuilder`` uses the Docker Engine API's classic builder
+through the Docker SDK. Why several: BuildKit is faster, shares its cache across machines and
+attaches attestations, but a Docker daemon alone must be enough to build -- so falling back to
+the classic builder is allowed, but always said (a warning), never silent. Build output
+becomes a few progress lines and, on failure, one error that points at the Dockerfile line.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,7 +44,13 @@ from ci.errors import (
     ToolError,
     first_line,
 )
-from ci.images.buildkit import BUILDX_BUILDER, ensure_buildkit
+from ci.images.buildkit import (
+    BUILDX_BUILDER,
+    CONTAINER_BUILDER,
+    DOCKER_BUILDX,
+    ensure_buildkit,
+    ensure_container_builder,
+)
 from ci.images.inputs import dockerfile_in_context, ignore_patterns
 from ci.images.plan import Job, Progress
 from ci.registry import is_loopback, split_reference
@@ -49,13 +59,24 @@ if TYPE_CHECKING:
     from ci.config import Config
 
 
-BUILDERS = ("auto", "buildx", "docker")
+#: ``auto`` picks; the others name one builder, which must then work.
+BUILDERS = ("auto", "buildx", "buildx-container", "docker")
+
+#: What each builder is, for the job summary and the warnings.
+DESCRIPTIONS = {
+    "buildx": "BuildKit on the pinned buildkitd (buildx remote driver)",
+    "buildx-container": "BuildKit in a container (docker buildx, docker-container driver)",
+    "docker": "the classic Docker Engine builder (no registry cache, one platform, "
+    "no attestations)",
+}
 
 
 class Builder(Protocol):
     """Builds one job; when ``push``, pushes ``job.tags[0]`` and returns the manifest digest."""
 
     name: str
+    #: One phrase saying what builds (``DESCRIPTIONS``), for the job summary.
+    description: str
     #: Build every step again, ignoring layer and registry caches (benchmarks, broken caches).
     no_cache: bool
 
@@ -114,6 +135,7 @@ class DockerBuilder:
     """
 
     name = "docker"
+    description = DESCRIPTIONS["docker"]
     no_cache = False
 
     def __init__(self, client: Any, retries: int = 3, backoff: float = 2.0) -> None:
@@ -249,37 +271,40 @@ class DockerBuilder:
 
 
 class BuildxBuilder:
-    """BuildKit through ``docker buildx``, with registry cache import and export.
+    """BuildKit through buildx, with registry cache import and export.
 
-    ``buildx`` is the pinned binary (run standalone, so no Docker CLI plugin setup is needed);
-    the builder instance is a ``remote`` driver pointing at a ``buildkitd`` this step starts
-    when none runs, because the ``docker`` driver of Docker 20.10 cannot export cache.
+    ``buildx`` is the pinned binary (run standalone, so no Docker CLI plugin setup is needed)
+    with a ``remote`` builder pointing at a ``buildkitd`` this step starts when none runs,
+    because the ``docker`` driver of Docker 20.10 cannot export cache; or it is ``docker
+    buildx`` (an argv prefix) with a ``docker-container`` builder, named ``buildx-container``.
     """
 
-    name = "buildx"
     no_cache = False
     #: ``--provenance`` / ``--sbom`` options (``attest.buildx_args``); buildx's defaults if empty.
     attest: tuple[str, ...] = ()
 
     def __init__(
         self,
-        buildx: Path,
+        buildx: Path | Sequence[str],
         *,
         builder: str = BUILDX_BUILDER,
+        name: str = "buildx",
         cache: bool = True,
         insecure: bool = False,
         metadata_dir: Path,
         retries: int = 3,
         backoff: float = 2.0,
     ) -> None:
-        self.buildx, self.builder, self.cache, self.insecure = buildx, builder, cache, insecure
+        self.command = (str(buildx),) if isinstance(buildx, Path) else tuple(buildx)
+        self.builder, self.cache, self.insecure = builder, cache, insecure
+        self.name, self.description = name, f"{DESCRIPTIONS[name]}, builder '{builder}'"
         self.metadata_dir = metadata_dir
         self.retries, self.backoff = retries, backoff
 
     def argv(self, job: Job, *, push: bool, metadata: Path) -> tuple[str, ...]:
         """The ``buildx build`` command line for one job (pure: unit tests check it)."""
         image = job.image
-        args: list[str] = [str(self.buildx), "build", "--builder", self.builder]
+        args: list[str] = [*self.command, "build", "--builder", self.builder]
         args += ["--file", str(image.dockerfile), "--progress", "plain"]
         args += ["--platform", ",".join(image.platforms)]
         for key, value in sorted(job.build_args.items()):
@@ -431,19 +456,94 @@ def _buildx_builder(cfg: Config, out_dir: Path, base_refs: Sequence[str]) -> Bui
     )
 
 
-def choose_builder(
-    choice: str, cfg: Config, *, out_dir: Path, base_refs: Sequence[str] = ()
-) -> Builder:
-    """``auto`` means buildx when the pinned buildx and buildkitd are usable, else docker.
+def _container_builder(cfg: Config, out_dir: Path) -> BuildxBuilder:
+    """``docker buildx`` with a ``docker-container`` builder, created or reused; raises when
+    the docker CLI, its buildx plugin or the daemon is missing."""
+    ensure_container_builder(DOCKER_BUILDX, CONTAINER_BUILDER)
+    return BuildxBuilder(
+        DOCKER_BUILDX,
+        builder=CONTAINER_BUILDER,
+        name="buildx-container",
+        cache=cfg.registry.cache,
+        insecure=cfg.registry.insecure or is_loopback(cfg.registry.host),
+        metadata_dir=out_dir / "buildx",
+    )
 
-    ``buildx`` asked for by name fails loudly instead of falling back.
+
+def hosted_runner(env: Mapping[str, str]) -> bool:
+    """A GitHub-hosted runner: ``docker buildx`` is there, the pinned ``buildkitd`` is not."""
+    return env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_ENVIRONMENT") == "github-hosted"
+
+
+def candidates(choice: str, *, hosted: bool) -> tuple[str, ...]:
+    """The builders to try, in order (pure: the decision table the tests check).
+
+    ``auto`` means BuildKit the way this machine has it (a container on a hosted runner, the
+    pinned daemon elsewhere), then the classic builder; a named builder is the only one tried.
+    """
+    if choice != "auto":
+        return (choice,)
+    return ("buildx-container" if hosted else "buildx", "docker")
+
+
+#: Errors meaning "this builder is not available here", as opposed to a bug or a bad config.
+UNAVAILABLE = (ToolError, EnvironmentNotReady, ProcessError)
+
+
+@dataclass
+class Chosen:
+    """The builder that will run, and the warnings its choice produced (a fallback)."""
+
+    builder: Builder
+    warnings: list[str] = field(default_factory=list)
+
+
+def select(choice: str, source: str, *, hosted: bool, make: Callable[[str], Builder]) -> Chosen:
+    """Try the candidates with ``make``; a fallback is a warning, a named builder's failure an
+    error that names ``source`` (the flag or config key that named it).
     """
     if choice not in BUILDERS:
-        raise ConfigError(f"--builder: expected one of {', '.join(BUILDERS)}, got '{choice}'")
-    if choice in ("auto", "buildx"):
+        raise ConfigError(f"{source}: expected one of {', '.join(BUILDERS)}, got '{choice}'")
+    order = candidates(choice, hosted=hosted)
+    warnings: list[str] = []
+    for name in order:
         try:
-            return _buildx_builder(cfg, out_dir, base_refs)
-        except (ToolError, EnvironmentNotReady, ProcessError):
-            if choice == "buildx":
+            builder = make(name)
+        except UNAVAILABLE as exc:
+            if name == order[-1]:
+                exc.message = f"{source} {choice}: {name} is not available: {exc.message}"
                 raise
-    return DockerBuilder(docker_client())
+            warnings.append(
+                f"builder {name} is not available ({first_line(exc.message, 200)}); "
+                f"falling back to {order[-1]}: {DESCRIPTIONS[order[-1]]}"
+            )
+            continue
+        return Chosen(builder, warnings)
+    raise AssertionError("candidates() is never empty")  # pragma: no cover
+
+
+def choose_builder(
+    choice: str,
+    cfg: Config,
+    *,
+    out_dir: Path,
+    base_refs: Sequence[str] = (),
+    source: str = "--builder",
+    env: Mapping[str, str] | None = None,
+) -> Chosen:
+    """The builder ``choice`` (``--builder`` or ``build.builder``) means on this machine.
+
+    ``auto``: on a GitHub-hosted runner ``docker buildx`` with a ``docker-container``
+    builder, elsewhere the pinned buildx on the pinned ``buildkitd``; when that cannot run,
+    the classic builder with a warning. A named builder fails loudly instead of falling back.
+    """
+
+    def make(name: str) -> Builder:
+        if name == "buildx":
+            return _buildx_builder(cfg, out_dir, base_refs)
+        if name == "buildx-container":
+            return _container_builder(cfg, out_dir)
+        return DockerBuilder(docker_client())
+
+    hosted = hosted_runner(os.environ if env is None else env)
+    return select(choice, source, hosted=hosted, make=make)

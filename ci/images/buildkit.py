@@ -1,8 +1,13 @@
-"""The BuildKit daemon behind the buildx builder: started when none answers, reused when one does.
+"""The BuildKit daemons behind the buildx builders: started when none answers, reused when one does.
 
 Why the step runs its own ``buildkitd``: the ``docker`` driver of older Docker Engines cannot
 export cache to a registry, so buildx uses a ``remote`` builder pointing at a daemon this module
 starts, detached, so it outlives the run and the next run finds it ready.
+
+Why a second way: a GitHub-hosted runner has no ``buildkitd`` binary but does have ``docker
+buildx``, whose ``docker-container`` driver pulls BuildKit and runs it in a container. That
+builder has the same registry cache, multi-platform output and attestations, so a hosted run
+does not drop to the classic builder.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from ci.errors import EnvironmentNotReady
 BUILDKIT_DIR = paths.run_dir()
 BUILDKIT_SOCKET = BUILDKIT_DIR / "buildkitd.sock"
 BUILDX_BUILDER = "ci"
+#: The ``docker buildx`` builder with the ``docker-container`` driver (hosted runners).
+CONTAINER_BUILDER = "ci-container"
+#: How the docker CLI runs buildx: the runner's plugin, which the container driver needs.
+DOCKER_BUILDX = ("docker", "buildx")
 
 
 def buildkit_config(insecure_hosts: Sequence[str]) -> str:
@@ -30,14 +39,54 @@ def buildkit_config(insecure_hosts: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _buildx_ready(buildx: Path, builder: str) -> bool:
+def _buildx_ready(buildx: Path | Sequence[str], builder: str) -> bool:
     result = proc.run(
-        (str(buildx), "inspect", "--bootstrap", builder),
-        timeout=60,
+        (*_command(buildx), "inspect", "--bootstrap", builder),
+        timeout=120,
         check=False,
         what="buildx inspect",
     )
     return result.ok and "running" in result.stdout.lower()
+
+
+def _command(buildx: Path | Sequence[str]) -> tuple[str, ...]:
+    """The argv prefix that runs buildx: a standalone binary or ``docker buildx``."""
+    return (str(buildx),) if isinstance(buildx, Path) else tuple(buildx)
+
+
+def container_create_argv(command: Sequence[str], builder: str) -> tuple[str, ...]:
+    """``buildx create`` for a ``docker-container`` builder, started at once (pure: tested).
+
+    ``--bootstrap`` pulls and starts BuildKit now, so a missing image or daemon fails here,
+    where the error names the builder, and not halfway through the first image.
+    """
+    return (
+        *command,
+        "create",
+        "--name",
+        builder,
+        "--driver",
+        "docker-container",
+        "--bootstrap",
+    )
+
+
+def ensure_container_builder(
+    command: Sequence[str] = DOCKER_BUILDX, builder: str = CONTAINER_BUILDER
+) -> None:
+    """Make ``docker buildx --builder ci-container`` work: reuse it when it runs, else create it.
+
+    A builder of that name that does not start (its container removed) is removed and created
+    again. Raises ``ProcessError`` or ``ToolError`` (no docker CLI) when it cannot be.
+    """
+    if _buildx_ready(command, builder):
+        return
+    proc.run((*command, "rm", builder), timeout=60, check=False, what="buildx rm")
+    proc.run(container_create_argv(command, builder), timeout=600, what="buildx create")
+    if not _buildx_ready(command, builder):
+        raise EnvironmentNotReady(
+            f"buildx builder '{builder}' (docker-container driver) did not start"
+        )
 
 
 def ensure_buildkit(

@@ -67,6 +67,11 @@ class ImagesResult:
     duration: float = 0.0
     path: Path | None = None
     errors: list[CiError] = field(default_factory=list)
+    #: What ``builder`` is, in words, for the job summary.
+    builder_description: str = ""
+    #: What the run did not do as it should have, without failing: a fallback to the classic
+    #: builder, a base image digest not resolved. The presenter shows them as warnings.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ImageResult]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,13 @@ fi
 """
 
 
-def ensure_generator(reg: Registry, registry: Client, buildx: Path, work: Path) -> str:
+def ensure_generator(
+    reg: Registry,
+    registry: Client,
+    buildx: Sequence[str],
+    work: Path,
+    builder: str = BUILDX_BUILDER,
+) -> str:
     """The generator reference BuildKit should run; built and pushed first when needed."""
     ref = reg.sbom_generator
     if not reg.sbom_generator_base:
@@ -76,7 +83,15 @@ def ensure_generator(reg: Registry, registry: Client, buildx: Path, work: Path) 
         return ref
     syft = tools.require("syft").path
     insecure = is_loopback(host) or reg.insecure
-    _build(ref, reg.sbom_generator_base, syft, wanted, buildx=buildx, work=work, insecure=insecure)
+    _build(
+        ref,
+        reg.sbom_generator_base,
+        syft,
+        wanted,
+        buildx=(*buildx, "build", "--builder", builder),
+        work=work,
+        insecure=insecure,
+    )
     return ref
 
 
@@ -102,19 +117,24 @@ def _label(client: Client, path: str, tag: str) -> str | None:
 
 
 def _build(
-    ref: str, base: str, syft: Path, label: str, *, buildx: Path, work: Path, insecure: bool
+    ref: str,
+    base: str,
+    syft: Path,
+    label: str,
+    *,
+    buildx: Sequence[str],
+    work: Path,
+    insecure: bool,
 ) -> None:
-    """Build the generator with buildx on the running BuildKit daemon and push it."""
+    """Build the generator on the run's BuildKit builder (``buildx``: its ``build --builder``
+    argv) and push it."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy2(syft, work / "syft")
     (work / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
     (work / "scan.sh").write_text(SCAN_SH, encoding="utf-8")
     flag = ",registry.insecure=true" if insecure else ""
     argv = (
-        str(buildx),
-        "build",
-        "--builder",
-        BUILDX_BUILDER,
+        *buildx,
         "--progress",
         "plain",
         "--provenance=false",

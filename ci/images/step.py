@@ -46,7 +46,7 @@ def build_images(
     out_dir: Path,
     push: bool = False,
     only: Sequence[str] = (),
-    builder: str = "auto",
+    builder: str | None = None,
     jobs: int = DEFAULT_JOBS,
     progress: Progress = no_progress,
     env: Mapping[str, str] | None = None,
@@ -58,7 +58,8 @@ def build_images(
     Every image is attempted even when one fails (they are independent, and a finished one
     fills the cache for the next run). With ``check`` the first failure is raised at the end;
     without, the caller gets the result (to show the table) and calls ``raise_first``.
-    ``no_cache`` rebuilds every image from scratch, content tag or not.
+    ``no_cache`` rebuilds every image from scratch, content tag or not. ``builder`` (the
+    ``--builder`` flag) overrides the configuration's ``build.builder``.
     """
     started = time.monotonic()
     if jobs < 1:
@@ -67,22 +68,25 @@ def build_images(
     bases = base_refs(cfg, only)
     registry = registry_client(cfg, env)
     names = ", ".join(i.name for i in select_images(cfg, only))
+    choice, source = (builder, "--builder") if builder else (cfg.build.builder, "build.builder")
     if push:
-        _reachable(registry, names, builder, git, out_dir)
+        _reachable(registry, names, choice, git, out_dir)
     try:
-        chosen = choose_builder(builder, cfg, out_dir=out_dir, base_refs=bases)
+        picked = choose_builder(
+            choice, cfg, out_dir=out_dir, base_refs=bases, source=source, env=env
+        )
     except CiError as exc:
         exc.message = f"cannot build {names}: {exc.message}"
         raise
+    chosen = picked.builder
     chosen.no_cache = no_cache
     if isinstance(chosen, BuildxBuilder):
         _attestations(cfg, chosen, registry, push, out_dir)
     client = chosen.client if isinstance(chosen, DockerBuilder) else _optional_docker()
     # The docker builder attaches no attestations; what buildx attaches is part of the content.
     attached = attest.describe(cfg.registry) if isinstance(chosen, BuildxBuilder) else ""
-    planned = plan(
-        cfg, git, only=only, resolve=base_resolver(chosen, registry), attestations=attached
-    )
+    resolver = base_resolver(chosen, registry, require=cfg.build.require_base_digests)
+    planned = plan(cfg, git, only=only, resolve=resolver, attestations=attached)
     signer = Signer.from_config(cfg.registry, env) if push else None
     runner = _Runner(chosen, Lookup(client, registry), registry, push, progress, signer)
     results = [pending(job) for job in planned]
@@ -92,6 +96,8 @@ def build_images(
         ]
         errors = [f.result() for f in futures]
     result = ImagesResult(chosen.name, push, git, results, time.monotonic() - started)
+    result.builder_description = chosen.description
+    result.warnings = [*picked.warnings, *resolver.warnings]
     result.errors = [e for e in errors if e is not None]
     write_result(result, out_dir)
     if check:
@@ -119,7 +125,9 @@ def _attestations(
     generator = None
     if push and cfg.registry.sbom:
         work = out_dir / "sbom-generator"
-        generator = ensure_generator(cfg.registry, registry, builder.buildx, work)
+        generator = ensure_generator(
+            cfg.registry, registry, builder.command, work, builder=builder.builder
+        )
     builder.attest = tuple(attest.buildx_args(cfg.registry, push=push, sbom_generator=generator))
 
 

@@ -42,15 +42,25 @@ def images(result: ImagesResult) -> None:
     gha.echo()
     short = [h for h in headers if h != "tags"]
     gha.echo(gha.text_table(short, [r[:3] + r[4:] for r in rows]).rstrip())
-    gha.echo(f"builder {result.builder}, {result.duration:.1f}s; written {result.path}")
+    gha.echo(f"{builder_line(result)}, {result.duration:.1f}s; written {result.path}")
     for image in result.images:
         if image.pushed:
             gha.echo(supply_line(image))
-    gha.add_summary("### Images\n\n" + gha.markdown_table(headers, rows))
+    for message in result.warnings:
+        gha.warning(message, title="images")
+    summary = [f"### Images\n\n{builder_line(result)}.\n"]
+    summary += [f"> **Warning:** {message}\n" for message in result.warnings]
+    gha.add_summary("\n".join(summary) + "\n" + gha.markdown_table(headers, rows))
     for image in result.images:
         if image.digest:
             gha.set_output(f"{image.name}-digest", image.digest)
     gha.set_output("images", json.dumps([i.to_json() for i in result.images]))
+
+
+def builder_line(result: ImagesResult) -> str:
+    """Which builder ran, named and described: a classic build should not pass unnoticed."""
+    about = f" ({result.builder_description})" if result.builder_description else ""
+    return f"builder {result.builder}{about}"
 
 
 def supply_line(image: ImageResult) -> str:
