@@ -74,6 +74,7 @@ _K8S_LD = tuple(
 _BUILDKIT_VERSION = "v0.34.2"
 _PROMETHEUS_MODULE = "v0.316.0"
 _PROMETHEUS_VERSION = "3.16.0"
+_POSTGRES_EXPORTER_VERSION = "v0.17.1"
 _BUILDKIT_LD = (
     _x("github.com/moby/buildkit/version.Version", _BUILDKIT_VERSION),
     _x("github.com/moby/buildkit/version.Package", "github.com/moby/buildkit"),
@@ -223,6 +224,32 @@ TOOLS: dict[str, ToolSpec] = {
                 _x(f"github.com/prometheus/common/version.{key}", value)
                 for key, value in (
                     ("Version", _PROMETHEUS_VERSION),
+                    ("Revision", "release"),
+                    ("Branch", "release"),
+                )
+            ),
+        ),
+        # The chart's PostgreSQL metrics sidecar (hack/cluster/images/postgres-exporter): built
+        # here once, so the image and the tests use the same pinned binary.
+        ToolSpec(
+            name="postgres_exporter",
+            module="github.com/prometheus-community/postgres_exporter",
+            package="github.com/prometheus-community/postgres_exporter/cmd/postgres_exporter",
+            version=_POSTGRES_EXPORTER_VERSION,
+            minimum="0.15",
+            version_args=("--version",),
+            version_regex=r"postgres_exporter, version " + SEMVER,
+            binary="postgres_exporter",
+            path_names=("postgres_exporter",),
+            built_name="postgres_exporter",
+            # ``go install pkg@version`` asks the proxy for the module's version list (for its
+            # deprecation notice), which the proxy refuses for this module; a build inside the
+            # downloaded module needs only the pinned version.
+            from_source=True,
+            ldflags=tuple(
+                _x(f"github.com/prometheus/common/version.{key}", value)
+                for key, value in (
+                    ("Version", _POSTGRES_EXPORTER_VERSION.removeprefix("v")),
                     ("Revision", "release"),
                     ("Branch", "release"),
                 )
