@@ -130,6 +130,8 @@ def _environment(name: str, e: dict[str, Any], root: Path, chart_name: str) -> E
         interrupt_grace=seconds(e.get("deploy", {}).get("interrupt_grace", 60)),
         max_restarts=int(e.get("deploy", {}).get("max_restarts", 3)),
         observability=_observability(e.get("observability")),
+        promote_from=e.get("promote_from"),
+        default_branch=e.get("default_branch", "main"),
     )
 
 

@@ -138,6 +138,9 @@ class Environment:
     interrupt_grace: int = 60
     max_restarts: int = 3
     observability: Observability = field(default_factory=Observability)
+    #: The environment whose release manifests this one deploys, and the branch they must be on.
+    promote_from: str | None = None
+    default_branch: str = "main"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ SCHEMA_RESOURCE = "config.schema.json"
 
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
-    """Rules a JSON Schema cannot express: names that other steps look up must be unique."""
+    """Rules a JSON Schema cannot express: names that other steps look up must be unique, and
+    an environment promotes from another one that exists."""
     for key, items in (
         ("images", data.get("images", [])),
         ("checks", (data.get("smoke") or {}).get("checks", [])),
@@ -33,6 +34,15 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
             if name in seen:
                 yield (*base, i, "name"), f"duplicate name '{name}'"
             seen.add(name)
+    envs = data.get("environments") or {}
+    for name, env in envs.items():
+        source = (env or {}).get("promote_from")
+        if source is not None and (source not in envs or source == name):
+            others = ", ".join(sorted(set(envs) - {name})) or "none"
+            yield (
+                ("environments", name, "promote_from"),
+                f"'{source}' is not another environment (expected one of: {others})",
+            )
 
 
 # ----------------------------------------------------------------------------- schema
