@@ -7,6 +7,7 @@
 # bookworm packages are older than the chart's default majors (PostgreSQL, RabbitMQ: trixie). Those are
 # tagged with their suite and also :bookworm, the tag that names the whole local set. Each image carries a label with the hash of its inputs
 # (Dockerfile, context files, parent image id), so an unchanged image is neither rebuilt nor re-pushed.
+# Images of a pinned Go tool (postgres-exporter) copy its binary from $TOOLS_DIR (`make tools`).
 # Env: CI_CACHE (default: the toolkit cache of hack/dirs.sh, ~/.cache/ci-delivery-steps), BASE_REGISTRY (default 127.0.0.1:5000/base; empty: no
 # push), DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
@@ -19,8 +20,11 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 set_tag=$suite # the tag every local base image carries (functions below have a local $suite)
 label=org.schedule-ci.base-hash
-all=(debian maven jre node nginx pgclient postgres rabbitmq)
+all=(debian maven jre node nginx pgclient postgres rabbitmq postgres-exporter)
 declare -A suite_of=([pgclient]=trixie [postgres]=trixie [rabbitmq]=trixie)
+# image -> the pinned tool binary (ci/tools/specs.py) copied into its build context
+declare -A binary_of=([postgres-exporter]=postgres_exporter)
+tools_dir=${TOOLS_DIR:-$here/../../.tools/bin}
 export DOCKER_BUILDKIT=0
 
 log() { echo "base-images: $*" >&2; }
@@ -33,6 +37,13 @@ image_label() { # image -> the hash label, empty when the image is absent or unl
 }
 
 suite_for() { echo "${suite_of[$1]:-$suite}"; }
+
+tool_binary() { # name -> the pinned binary its image copies, empty for images of Debian packages
+  local bin=${binary_of[$1]:-}
+  [[ -n $bin ]] || return 0
+  [[ -x $tools_dir/$bin ]] || die "$1 needs $tools_dir/$bin: run \`make tools\` first"
+  readlink -f "$tools_dir/$bin"
+}
 
 rootfs_tarball() { # suite -> the debootstrap tarball, made once; later runs reuse the cached one
   local suite=$1 tar=$cache/debian-$1-minbase.tar
@@ -66,6 +77,9 @@ context_hash() { # name parent-ref -> hash of the Dockerfile dir and the parent 
     echo "$parent"
     (cd "$here/$name" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
     if [[ $name == debian ]]; then cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true; fi
+    local bin
+    bin=$(tool_binary "$name")
+    if [[ -n $bin ]]; then sha256sum <"$bin"; fi
   } | sha256sum | cut -c1-16
 }
 
@@ -87,6 +101,9 @@ build_image() { # name [suite] -> local/NAME:SUITE built from hack/base-images/N
     mkdir -p "$tmp/certs"
     cp /usr/local/share/ca-certificates/*.crt "$tmp/certs/" 2>/dev/null || true
   fi
+  local bin
+  bin=$(tool_binary "$name")
+  if [[ -n $bin ]]; then cp "$bin" "$tmp/${binary_of[$name]}"; fi
   log "building $ref"
   if ! docker build -q "${args[@]}" --label "$label=$hash" -t "$ref" "$tmp" >"$cache/build-$name.log" 2>&1; then
     rm -rf "$tmp"
