@@ -19,7 +19,7 @@ from typing import Any
 from ci import helm as helmlib
 from ci import proc, release
 from ci.config import Config
-from ci.deploy import inputs, skip
+from ci.deploy import inputs, promotion, skip
 from ci.deploy.diff import DiffResult, diff_manifests, index_manifests
 from ci.deploy.helmcalls import Cluster, history_text
 from ci.deploy.inputs import ClientFor
@@ -81,6 +81,9 @@ def run(
     report = report or Reporter()
     started = time.monotonic()
     plan = make_plan(cfg, opts)
+    if opts.release_manifest is not None:
+        record = release.read_release(opts.release_manifest)
+        promotion.check(plan.env, record, repo=cfg.root, source=str(opts.release_manifest))
     if verify is not None:
         plan = dataclasses.replace(plan, images=verify(plan))
     helm = helmlib.find(opts.helm_major)
