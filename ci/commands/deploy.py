@@ -11,7 +11,7 @@ import click
 from ci.commands.context import HELM_MAJOR_OPTION, Context, pass_ctx
 
 if TYPE_CHECKING:
-    from ci.deploy import Plan
+    from ci.deploy import Plan, RollbackOptions
     from ci.manifests import Issue, Manifest
     from ci.registry import Client
     from ci.release import ImageRef
@@ -59,6 +59,15 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Upgrade even when the rendered manifests equal the live, healthy release.",
 )
+@click.option(
+    "--rollback",
+    "rollback_to",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="REVISION",
+    help="Roll the release back to this Helm revision (diff first; waits and diagnoses as a "
+    "deploy does). With --diff-only, only show what it would change.",
+)
 @HELM_MAJOR_OPTION
 @pass_ctx
 def deploy_cmd(
@@ -73,6 +82,7 @@ def deploy_cmd(
     extra_set: tuple[str, ...],
     recover_pending: bool,
     force: bool,
+    rollback_to: int | None,
     helm_major: str | None,
 ) -> None:
     """helm upgrade --install ENV by image digest: wait, roll back on failure, write release.json.
@@ -88,8 +98,32 @@ def deploy_cmd(
     another waits for it. When the rendered manifests equal the live release, which is healthy
     and not edited by hand, nothing is upgraded (--force upgrades anyway). SIGINT or SIGTERM
     reach Helm, which gets the environment's deploy.interrupt_grace to stop.
+
+    An environment with promote_from takes a --release-manifest only when that environment
+    wrote it, for the checked-out commit, and the commit is on the default branch (origin/
+    BRANCH: default_branch, or CI_DEFAULT_BRANCH). --rollback REVISION rolls the release back
+    to an earlier revision with the same diff, Lease, recovery, waiting and diagnosis.
     """
     from ci import deploy, presenter, proc
+
+    if rollback_to is not None:
+        _refuse_with_rollback(
+            release_manifest=release_manifest is not None,
+            images=images_file is not None,
+            values=bool(extra_values),
+            set_=bool(extra_set),
+            server_side=server_side is not None,
+            force=force,
+        )
+        back = deploy.RollbackOptions(
+            env=env,
+            revision=rollback_to,
+            diff_only=diff_only,
+            helm_major=int(helm_major) if helm_major else None,
+            recover_pending=recover_pending,
+        )
+        _rollback(ctx, back)
+        return
 
     opts = deploy.Options(
         env=env,
@@ -117,6 +151,29 @@ def deploy_cmd(
         )
     if not diff_only:
         presenter.deployed(env, result)
+
+
+def _refuse_with_rollback(**given: bool) -> None:
+    """Options that describe a new release mean nothing to a rollback: one line, exit 2."""
+    from ci.errors import UsageError
+
+    used = [f"--{name.rstrip('_').replace('_', '-')}" for name, on in given.items() if on]
+    if used:
+        raise UsageError(
+            f"--rollback takes a revision Helm already has; {', '.join(used)} "
+            "(options of a new release) cannot go with it"
+        )
+
+
+def _rollback(ctx: Context, opts: RollbackOptions) -> None:
+    from ci import deploy, presenter, proc
+
+    env = opts.env
+    report = deploy.Reporter(line=presenter.echo, diff=lambda d: presenter.deploy_diff(env, d))
+    with presenter.deploying(env), proc.interruptible():
+        result = deploy.run_rollback(ctx.config, opts, report)
+    if not opts.diff_only:
+        presenter.rolled_back_to(env, result)
 
 
 def _verifier(ctx: Context, env: str) -> Callable[[Plan], list[ImageRef]]:

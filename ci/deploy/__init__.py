@@ -8,10 +8,11 @@ that is still young is treated as a deploy in progress and refused. While Helm w
 ``kube.Monitor`` reports readiness, hook Jobs and Warning events; when Helm fails, a diagnosis
 (failing pods and their logs, events, hook logs, release history) goes with the error.
 
-The parts: ``plan`` (inputs and Helm's argv), ``recovery`` (pending and failed releases),
-``diff`` (what an upgrade would change), ``helmcalls`` (Helm against one environment) and
-``step`` (the deploy itself). The names the rest of the toolkit uses are importable from
-``ci.deploy``.
+The parts: ``plan`` (inputs and Helm's argv), ``promotion`` (a release manifest's environment,
+commit and branch), ``recovery`` (pending and failed releases), ``diff`` (what an upgrade would
+change), ``helmcalls`` (Helm against one environment), ``step`` (the deploy itself) and
+``rollback`` (``--rollback REVISION``, watched like an upgrade). The names the rest of the
+toolkit uses are importable from ``ci.deploy``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ci.deploy.plan import (
     set_args,
     upgrade_argv,
 )
+from ci.deploy.promotion import check as check_promotion
 from ci.deploy.recovery import (
     GOOD,
     PENDING,
@@ -45,6 +47,8 @@ from ci.deploy.recovery import (
     parse_time,
     previous_good,
 )
+from ci.deploy.rollback import RollbackOptions, RollbackResult, check_target
+from ci.deploy.rollback import run as run_rollback
 from ci.deploy.step import (
     LOCK_MESSAGE,
     Reporter,
@@ -71,8 +75,12 @@ __all__ = [
     "Recovery",
     "Reporter",
     "Result",
+    "RollbackOptions",
+    "RollbackResult",
     "Sink",
     "Verifier",
+    "check_promotion",
+    "check_target",
     "decide_recovery",
     "deploy_info_values",
     "diff_manifests",
@@ -87,6 +95,7 @@ __all__ = [
     "rollback",
     "rolled_back",
     "run",
+    "run_rollback",
     "set_args",
     "upgrade_argv",
 ]

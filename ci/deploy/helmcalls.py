@@ -41,8 +41,11 @@ class Cluster:
         data = json.loads(result.stdout or "[]")
         return list(data) if isinstance(data, list) else []
 
-    def manifest(self) -> str:
-        argv = helmlib.get_manifest_argv(self.helm, self.env.release, **self._scope())
+    def manifest(self, revision: int | None = None) -> str:
+        """The live release's objects, or those stored with ``revision``; empty when none."""
+        argv = helmlib.get_manifest_argv(
+            self.helm, self.env.release, revision=revision, **self._scope()
+        )
         result = proc.run(argv, timeout=60, check=False, what="helm get manifest")
         return result.stdout if result.ok else ""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from ci import helm as helmlib
 from ci import proc, release
-from ci.config import Config
+from ci.config import Config, Environment
 from ci.deploy import inputs, promotion, skip
 from ci.deploy.diff import DiffResult, diff_manifests, index_manifests
 from ci.deploy.helmcalls import Cluster, history_text
@@ -96,7 +96,9 @@ def run(
         cluster = Cluster(helm, plan.env, acc.kubeconfig)
         if opts.diff_only:
             history = cluster.history()
-            _recover(cluster, history, report, result, dry=True, force=opts.recover_pending)
+            result.recovery = recover(
+                cluster, history, report, dry=True, force=opts.recover_pending
+            )
             _show_diff(cluster, plan, history, report, result)
             result.duration = time.monotonic() - started
             return result
@@ -138,7 +140,8 @@ def _locked(d: _Deploy, abandoned: bool) -> None:
     history = cluster.history()
     # Holding the Lease, a pending release was left by a deploy that ended (its Lease was
     # handed back or expired): recovered at once, whatever its age.
-    _recover(cluster, history, report, result, dry=False, force=opts.recover_pending or abandoned)
+    forced = opts.recover_pending or abandoned
+    result.recovery = recover(cluster, history, report, dry=False, force=forced)
     if result.recovery.action != "none":
         history = cluster.history()
     if plan.env.approval:
@@ -199,24 +202,23 @@ def _last_status(history: list[dict[str, Any]]) -> str | None:
     return str(max(history, key=lambda h: int(h["revision"])).get("status", ""))
 
 
-def _recover(
+def recover(
     cluster: Cluster,
     history: list[dict[str, Any]],
     report: Reporter,
-    result: Result,
     *,
     dry: bool,
     force: bool,
-) -> None:
+) -> Recovery:
+    """Recover a release left pending (or only failed) by an earlier run; what was decided."""
     decision = decide_recovery(
         history,
         now=datetime.now(UTC),
         stale_after=0 if force else cluster.env.timeout + STALE_MARGIN,
         release_name=cluster.env.release,
     )
-    result.recovery = decision
     if decision.action == "none":
-        return
+        return decision
     if decision.action == "refuse":
         raise DeployError(
             decision.message + "; retry when it has finished, or pass --recover-pending if "
@@ -224,17 +226,16 @@ def _recover(
         )
     report.line(decision.message + (" (skipped: --diff-only)" if dry else ""))
     if dry:
-        return
+        return decision
     if decision.action == "rollback":
         cluster.rollback(decision.revision)
     else:
         cluster.uninstall()
+    return decision
 
 
 def _upgrade(d: _Deploy) -> None:
     """Run Helm with a monitor watching; a final failure stops it at once; raise on failure."""
-    from ci import kube
-
     cluster, plan, report = d.cluster, d.plan, d.report
 
     argv = upgrade_argv(
@@ -245,6 +246,46 @@ def _upgrade(d: _Deploy) -> None:
         repair_drift=bool(d.result.decision.drift),
     )
     report.line(f"helm upgrade --install {plan.env.release} -> {plan.env.namespace}")
+    run = watch_helm(d.client, plan.env, report, d.result.since, argv, what="helm upgrade")
+    if run.ok:
+        return
+    refuse_if_locked(plan.env, run)
+    if run.stopped is not None:
+        _ensure_rolled_back(cluster, report)
+    raise _failure(d, run.monitor, run.output, run.stopped)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A Helm call that ran with a monitor watching: its result, and why it was stopped."""
+
+    done: proc.Result
+    stopped: str | None
+    monitor: Any
+
+    @property
+    def ok(self) -> bool:
+        return self.done.ok and self.stopped is None
+
+    @property
+    def output(self) -> str:
+        return self.done.stderr + self.done.stdout
+
+
+def watch_helm(
+    client: Any,
+    env: Environment,
+    report: Reporter,
+    since: datetime,
+    argv: Sequence[str],
+    *,
+    what: str,
+) -> Watched:
+    """Run a waiting Helm call (upgrade, rollback) while a ``kube.Monitor`` reports readiness,
+    hooks and events; a failure that cannot heal (CrashLoopBackOff past ``max_restarts``, an
+    image that cannot be pulled) stops Helm at once instead of after the whole timeout."""
+    from ci import kube
+
     stop = proc.Cancel()
 
     def final(reason: str) -> None:
@@ -252,37 +293,36 @@ def _upgrade(d: _Deploy) -> None:
         stop.cancel(reason)
 
     monitor = kube.Monitor(
-        d.client,
-        plan.env.namespace,
+        client,
+        env.namespace,
         report.line,
-        since=d.result.since,
-        max_restarts=plan.env.max_restarts,
+        since=since,
+        max_restarts=env.max_restarts,
         on_fatal=final,
     )
     monitor.start()
     try:
         done = proc.run(
             argv,
-            timeout=2 * plan.env.timeout + 120,
+            timeout=2 * env.timeout + 120,
             check=False,
             on_line=lambda line, _s: report.line(f"  helm: {line}") if line.strip() else None,
-            what="helm upgrade",
-            grace=plan.env.interrupt_grace,
+            what=what,
+            grace=env.interrupt_grace,
             cancel=stop,
         )
     finally:
         monitor.stop()
-    if done.ok and stop.reason is None:
-        return
-    output = done.stderr + done.stdout
-    if stop.reason is None and (LOCK_MESSAGE in output or "another operation" in output):
+    return Watched(done, stop.reason, monitor)
+
+
+def refuse_if_locked(env: Environment, run: Watched) -> None:
+    """Helm's own lock message, as one line: two operations on one release must not overlap."""
+    if run.stopped is None and (LOCK_MESSAGE in run.output or "another operation" in run.output):
         raise DeployError(
-            f"release {plan.env.release} in {plan.env.namespace}: Helm reports another operation "
+            f"release {env.release} in {env.namespace}: Helm reports another operation "
             "in progress; refusing (two deploys to one environment must not overlap)"
         )
-    if stop.reason is not None:
-        _ensure_rolled_back(cluster, report)
-    raise _failure(d, monitor, output, stop.reason)
 
 
 def _ensure_rolled_back(cluster: Cluster, report: Reporter) -> None:
@@ -299,17 +339,16 @@ def _ensure_rolled_back(cluster: Cluster, report: Reporter) -> None:
     cluster.rollback(good)
 
 
-def _failure(d: _Deploy, monitor: Any, output: str, cause: str | None) -> CiError:
-    """The error of a failed upgrade: the cause in one line, the diagnosis as its detail."""
+def diagnosis(
+    cluster: Cluster, client: Any, monitor: Any, output: str, since: datetime
+) -> tuple[str, list[dict[str, Any]]]:
+    """Helm's last lines, failing pods and their logs, events, hook logs and the release
+    history (also returned): what a failed upgrade or rollback reports as its detail."""
     from ci import kube
-
-    cluster, plan = d.cluster, d.plan
 
     parts = [proc.tail(output, 10)]
     try:
-        parts.append(
-            kube.diagnose(d.client, plan.env.namespace, monitor.problems, d.result.since).text()
-        )
+        parts.append(kube.diagnose(client, cluster.env.namespace, monitor.problems, since).text())
     except Exception as exc:  # a diagnosis must not hide the failure it explains
         parts.append(f"(diagnosis incomplete: {kube.first_line(exc)})")
     history: list[dict[str, Any]] = []
@@ -318,16 +357,23 @@ def _failure(d: _Deploy, monitor: Any, output: str, cause: str | None) -> CiErro
         parts.append(history_text(history))
     except CiError as exc:
         parts.append(f"(no history: {exc.message})")
+    return "\n".join(p for p in parts if p), history
+
+
+def _failure(d: _Deploy, monitor: Any, output: str, cause: str | None) -> CiError:
+    """The error of a failed upgrade: the cause in one line, the diagnosis as its detail."""
+    plan = d.plan
+    detail, history = diagnosis(d.cluster, d.client, monitor, output, d.result.since)
     if cause is not None:
         return DeployError(
             f"deploy of {plan.env.release} to {plan.env.name} stopped: {cause}"
             f"{rolled_back(history)}",
-            detail="\n".join(p for p in parts if p),
+            detail=detail,
         )
     reason = helmlib.error_message(output, limit=300, default="helm upgrade failed")
     return DeployError(
         f"deploy of {plan.env.release} to {plan.env.name} failed{rolled_back(history)}: {reason}",
-        detail="\n".join(p for p in parts if p),
+        detail=detail,
     )
 
 

@@ -38,6 +38,8 @@ from ci.presenter.deploys import (
     deployed,
     deploying,
     diff_markdown,
+    rollback_markdown,
+    rolled_back_to,
 )
 from ci.presenter.lines import (
     document,
@@ -102,6 +104,8 @@ __all__ = [
     "pipeline",
     "progress",
     "rendered",
+    "rollback_markdown",
+    "rolled_back_to",
     "smoke",
     "smoke_markdown",
     "smoke_row",

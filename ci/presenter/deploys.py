@@ -10,7 +10,7 @@ from ci import gha
 from ci.errors import CiError, DeployError
 
 if TYPE_CHECKING:
-    from ci.deploy import DiffResult
+    from ci.deploy import DiffResult, RollbackResult
     from ci.deploy import Result as DeployResult
 
 
@@ -97,3 +97,26 @@ def deployed(env: str, result: DeployResult) -> None:
     gha.add_summary(deploy_markdown(env, result))
     gha.set_output("revision", str(result.revision))
     gha.set_output("release-manifest", str(result.record_path))
+
+
+def rollback_markdown(env: str, result: RollbackResult) -> str:
+    row = [
+        result.env.release,
+        result.env.namespace,
+        str(result.target),
+        str(result.previous_revision or "-"),
+        str(result.revision),
+    ]
+    headers = ["release", "namespace", "rolled back to", "previous", "new revision"]
+    return f"### Rollback: {env}\n\n" + gha.markdown_table(headers, [row])
+
+
+def rolled_back_to(env: str, result: RollbackResult) -> None:
+    """The rollback's revisions as a line, the job summary and the ``revision`` output."""
+    gha.echo(
+        f"{result.env.release} in {result.env.namespace} rolled back to revision "
+        f"{result.target} as revision {result.revision} (previous {result.previous_revision or '-'}"
+        f"), {result.duration:.1f}s"
+    )
+    gha.add_summary(rollback_markdown(env, result))
+    gha.set_output("revision", str(result.revision))
