@@ -585,10 +585,13 @@ def test_every_ci_call_names_a_real_command_options_and_step(
 
 
 def test_pipeline_work_runs_only_as_pipeline_steps() -> None:
-    """Besides setup, a workflow runs `ci pipeline step NAME`, or deploys a tested release."""
+    """Besides setup, a workflow runs `ci pipeline step NAME`, deploys a tested release, shows
+    a diff (which changes nothing) or rolls back."""
     for where, args in every_ci_call():
         command = check_ci_args(args)[0]
-        release = command == ("deploy",) and "--release-manifest" in args
+        release = command == ("deploy",) and bool(
+            {"--release-manifest", "--diff-only", "--rollback"} & set(args)
+        )
         assert command in {("pipeline", "step"), *SETUP_COMMANDS} or release, (
             f"{where}: `ci {' '.join(args)}` does pipeline work outside `ci pipeline step`"
         )
@@ -810,18 +813,23 @@ def test_the_staging_deploy_uses_the_digests_the_build_uploaded() -> None:
 def test_prod_deploys_the_release_manifest_staging_tested_without_rebuilding() -> None:
     staging = artifact(plan(PUSH_WORKFLOW, PUSH_MAIN), "upload", "release-staging")
     runs = plan(PROD_WORKFLOW, prod_dispatch(diff_only=False))
-    assert other_calls(runs) == [
-        ("deploy", "--env", "prod", "--release-manifest", "release/release.json")
-    ]
+    release_deploy = ("deploy", "--env", "prod", "--release-manifest", "release/release.json")
+    assert other_calls(runs) == [(*release_deploy, "--diff-only"), release_deploy]
     assert [step for _, step in pipeline_steps(runs)] == [
         pipeline.Step("smoke", ("smoke", "--env", "prod"), ("deploy",))
     ]
-    download = artifact(runs, "download", "release-staging")
+    deploy = next(r for r in runs if r.ci_calls() == [release_deploy])
+    [download] = [
+        r
+        for r in runs
+        if r.uses == "actions/download-artifact" and r.given["name"] == "release-staging"
+        if r.job == deploy.job
+    ]
     assert download.given["run-id"] == PROD_RUN
     assert f"{download.given['path']}/{Path(staging.given['path']).name}" == "release/release.json"
-    checkout = next(r for r in runs if r.uses == "actions/checkout")
-    assert checkout.given["ref"] == PROD_SHA, "prod checks out the commit staging tested"
-    deploy = next(r for r in runs if r.ci_calls() == other_calls(runs))
+    checkouts = [r for r in runs if r.uses == "actions/checkout" and "path" not in r.given]
+    assert {r.given["ref"] for r in checkouts} == {PROD_SHA}, "prod checks out the tested commit"
+    assert {r.given["fetch-depth"] for r in checkouts} == {"0"}, "no origin/BRANCH to check"
     smoke = next(r for r, _ in pipeline_steps(runs))
     assert gates(download, deploy), "the release deploy starts before it has the manifest"
     assert gates(deploy, smoke), "the prod smoke checks start before the deploy succeeded"
@@ -843,6 +851,204 @@ def test_the_prod_workflow_takes_a_version_and_a_diff_only_switch() -> None:
     assert inputs["diff-only"]["default"] is False
 
 
+# ======================================================================== tests: approval
+
+
+ROLLBACK_WORKFLOW = Path(".github/workflows/rollback.yml")
+
+
+def rollback_dispatch(env: str = "prod", revision: str = "3") -> Event:
+    return Event(
+        github_context("workflow_dispatch", "refs/heads/main"),
+        inputs={"environment": env, "revision": revision},
+    )
+
+
+def deploy_calls(run: StepRun) -> list[tuple[str, ...]]:
+    return [args for args in run.ci_calls() if args[0] == "deploy"]
+
+
+def approval_problems(runs: Sequence[StepRun], github_env: str) -> list[str]:
+    """What keeps reviewers from approving what they saw, said as sentences: each `ci deploy`
+    that changes the cluster must run in the protected ``github_env``, in a job that waits for
+    a job outside any GitHub environment (so before the approval) that showed the same call
+    with ``--diff-only``."""
+    shows = [(r, a) for r in runs for a in deploy_calls(r) if "--diff-only" in a]
+    changes = [(r, a) for r in runs for a in deploy_calls(r) if "--diff-only" not in a]
+    problems = [] if shows else ["no step shows the diff"]
+    problems += [
+        f"{r.where}: the diff runs in the environment {r.job.environment}, after its approval"
+        for r, _ in shows
+        if r.job.environment is not None
+    ]
+    for run, args in changes:
+        if run.job.environment != github_env:
+            problems.append(f"{run.where}: changes the cluster outside {github_env}")
+        before = [
+            (r, a) for r, a in shows if r.job.id != run.job.id and r.job.id in run.job.waits_for
+        ]
+        if not before:
+            problems.append(f"{run.where}: can start before the diff was shown")
+        elif not any(tuple(x for x in a if x != "--diff-only") == args for _, a in before):
+            problems.append(f"{run.where}: the diff shown was not of `ci {' '.join(args)}`")
+    return problems
+
+
+def test_prod_reviewers_approve_the_diff_they_saw() -> None:
+    runs = plan(PROD_WORKFLOW, prod_dispatch(diff_only=False))
+    assert approval_problems(runs, "production") == []
+
+
+@pytest.mark.parametrize("env", ["prod", "staging"])
+def test_a_rollback_is_approved_after_its_diff(env: str) -> None:
+    github_env = {"prod": "production", "staging": "staging"}[env]
+    runs = plan(ROLLBACK_WORKFLOW, rollback_dispatch(env, "3"))
+    assert approval_problems(runs, github_env) == []
+    calls = [a for r in runs for a in deploy_calls(r)]
+    assert calls == [
+        ("deploy", "--env", env, "--rollback", "3", "--diff-only"),
+        ("deploy", "--env", env, "--rollback", "3"),
+    ]
+
+
+def test_the_rollback_workflow_takes_an_environment_of_ci_yaml_and_a_revision() -> None:
+    from ci import config
+
+    inputs = load_yaml(ROOT / ROLLBACK_WORKFLOW)["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["environment"]["type"] == "choice"
+    assert set(inputs["environment"]["options"]) == set(config.load(ROOT / "ci.yaml").environments)
+    assert inputs["revision"]["required"] is True
+
+
+APPROVAL_BREAKS = {
+    "the deploy no longer waits for the diff": (
+        PROD_WORKFLOW,
+        ".github/workflows/deploy.yml",
+        "    needs: [diff] # the approval below comes after the diff, and only if it succeeded\n"
+        "    if: ${{ !inputs.diff-only }}\n",
+        "    if: ${{ !inputs.diff-only }}\n",
+        "can start before the diff was shown",
+    ),
+    "the diff runs after the approval": (
+        PROD_WORKFLOW,
+        ".github/workflows/deploy.yml",
+        "    timeout-minutes: 20\n",
+        "    timeout-minutes: 20\n    environment:\n      name: ${{ inputs.github-environment }}\n",
+        "the diff runs in the environment production, after its approval",
+    ),
+    "the diff shows another release": (
+        PROD_WORKFLOW,
+        ".github/workflows/deploy.yml",
+        "--release-manifest release/release.json --diff-only",
+        "--diff-only",
+        "the diff shown was not of `ci deploy --env prod --release-manifest",
+    ),
+    "the rollback no longer waits for its diff": (
+        ROLLBACK_WORKFLOW,
+        ".github/workflows/rollback.yml",
+        "    needs: [diff] # the approval below comes after the diff, and only if it succeeded\n",
+        "",
+        "can start before the diff was shown",
+    ),
+    "the prod rollback runs unprotected": (
+        ROLLBACK_WORKFLOW,
+        ".github/workflows/rollback.yml",
+        "name: ${{ inputs.environment == 'prod' && 'production' || 'staging' }}",
+        "name: staging",
+        "changes the cluster outside production",
+    ),
+    "the rollback diff shows another revision": (
+        ROLLBACK_WORKFLOW,
+        ".github/workflows/rollback.yml",
+        '--rollback "$REVISION" --diff-only',
+        "--rollback 1 --diff-only",
+        "the diff shown was not of `ci deploy --env prod --rollback 3`",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", APPROVAL_BREAKS.values(), ids=list(APPROVAL_BREAKS))
+def test_the_approval_check_finds_a_change_reviewers_did_not_see(
+    case: tuple[Path, str, str, str, str], tmp_path: Path
+) -> None:
+    workflow, file, old, new, problem = case
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    text = (tmp_path / file).read_text()
+    assert text.count(old) == 1, f"{file} no longer holds {old!r}"
+    (tmp_path / file).write_text(text.replace(old, new))
+    event = prod_dispatch(diff_only=False) if workflow == PROD_WORKFLOW else rollback_dispatch()
+    problems = approval_problems(plan(workflow, event, tmp_path), "production")
+    assert any(problem in p for p in problems), problems
+
+
+def test_prod_jobs_pass_the_default_branch_the_promotion_check_needs() -> None:
+    from ci.deploy import promotion
+
+    for run, _ in deploy_runs("prod"):
+        assert run.env.get(promotion.BRANCH_VARIABLE) == "main", run.where
+
+
+# ======================================================================== tests: concurrency
+
+
+def push_event(run_id: str, event: str = "push", ref: str = "refs/heads/main") -> Event:
+    return Event({**github_context(event, ref), "run_id": run_id})
+
+
+def run_concurrency(path: Path, event: Event) -> tuple[str, bool]:
+    group = load_yaml(path)["concurrency"]
+    ctx = {"github": event.github, "inputs": {}, "vars": {}}
+    return as_text(evaluate(group["group"], ctx)), truthy(
+        evaluate(group["cancel-in-progress"], ctx)
+    )
+
+
+def concurrency_problems(path: Path) -> list[str]:
+    """GitHub cancels the pending run of a group when another is queued, whatever
+    cancel-in-progress says: no two pushes (branch or tag) may share a group, none may cancel;
+    a pull request's runs share one group and cancel the older run."""
+    problems = []
+    for ref in ("refs/heads/main", "refs/tags/v1.2.0"):
+        pushes = [run_concurrency(path, push_event(i, ref=ref)) for i in ("11", "12", "13")]
+        if len({group for group, _ in pushes}) != len(pushes):
+            problems.append(f"pushes of {ref} share a group: a queued one is cancelled")
+        if any(cancel for _, cancel in pushes):
+            problems.append(f"a push of {ref} cancels a running one")
+    pr = [run_concurrency(path, push_event(i, "pull_request", "refs/pull/7/merge")) for i in "12"]
+    if pr[0][0] != pr[1][0] or not pr[0][1]:
+        problems.append("a pull request's older run is not cancelled")
+    return problems
+
+
+def test_pushes_are_never_cancelled_and_pull_requests_supersede_their_older_runs() -> None:
+    assert concurrency_problems(ROOT / PUSH_WORKFLOW) == []
+
+
+@pytest.mark.parametrize(
+    ("group", "cancel", "problem"),
+    [
+        ("ci-${{ github.ref }}", None, "pushes of refs/heads/main share a group"),
+        (None, "true", "a push of refs/heads/main cancels a running one"),
+        ("ci-${{ github.run_id }}", None, "a pull request's older run is not cancelled"),
+    ],
+)
+def test_the_concurrency_check_finds_a_push_that_can_be_cancelled(
+    group: str | None, cancel: str | None, problem: str, tmp_path: Path
+) -> None:
+    text = (ROOT / PUSH_WORKFLOW).read_text()
+    old_group = "ci-${{ github.event_name == 'pull_request' && github.ref || github.run_id }}"
+    old_cancel = "cancel-in-progress: ${{ github.event_name == 'pull_request' }}"
+    assert text.count(old_group) == 1
+    assert text.count(old_cancel) == 1
+    if group is not None:
+        text = text.replace(old_group, group)
+    if cancel is not None:
+        text = text.replace(old_cancel, f"cancel-in-progress: {cancel}")
+    (tmp_path / "ci.yml").write_text(text)
+    problems = concurrency_problems(tmp_path / "ci.yml")
+    assert any(p.startswith(problem) for p in problems), problems
+
+
 def deploy_runs(env: str) -> list[tuple[StepRun, tuple[str, ...]]]:
     """The steps that deploy to or smoke-test ``env``, with their `ci` arguments."""
     workflow, event = (
@@ -853,7 +1059,7 @@ def deploy_runs(env: str) -> list[tuple[StepRun, tuple[str, ...]]]:
         for args in run.ci_calls():
             step = pipeline_step_of(args)
             command = step.args if step else args
-            if command[0] in ("deploy", "smoke"):
+            if command[0] in ("deploy", "smoke") and "--diff-only" not in command:
                 found.append((run, command))
     assert {c[0] for _, c in found} == {"deploy", "smoke"}, found
     return found
