@@ -384,13 +384,16 @@ def check_key(cfg: Config, helm: helmcmd.Helm, envs: Sequence[Environment]) -> s
     """A content hash of everything a check reads, so an unchanged chart is not checked again.
 
     The chart's files, each environment's values files and names, the Kubernetes version and
-    CRDs, Helm's version, and the toolkit's own checking code (a new rule must re-check).
+    CRDs (the chart's files and the upstream pins), Helm's version, and the toolkit's own
+    checking code (a new rule must re-check).
     """
     digest = hashlib.sha256(f"{helm.version}|{cfg.chart!r}|{cfg.project}".encode())
     own = Path(__file__).resolve().parent
     files = sorted(p for p in cfg.chart.path.rglob("*") if p.is_file())
     files += [Path(c) for c in cfg.chart.crds]
     files += [own / n for n in ("chart.py", "policy.py", "validate.py", "manifests.py")]
+    # the upstream CRD pins and their conversion
+    files += [own / "crdschema.py", own / "tools" / "crds.py", own / "tools" / "specs.py"]
     files += sorted((own / "observe").glob("*.py"))
     for env in envs:
         digest.update(f"|{env!r}".encode())

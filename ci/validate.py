@@ -6,15 +6,16 @@ fields, so validation needs no network, no schema repository to mirror and nothi
 generate. We use its schema files directly with one cached jsonschema validator per kind
 (its own ``validate()`` rebuilds the reference registry for every object, which is slower).
 
-Custom resources are checked against the ``openAPIV3Schema`` of the CRD files named in
-``chart.crds``, made strict the same way (objects without ``properties`` or
-``x-kubernetes-preserve-unknown-fields`` reject unknown fields). A kind with no schema is an
+Custom resources are checked against the ``openAPIV3Schema`` of their CRDs, made strict the
+same way (objects that list ``properties`` and do not say
+``x-kubernetes-preserve-unknown-fields`` reject unknown fields): first the CRD files named in
+``chart.crds``, then the upstream Gateway API and prometheus-operator CRDs at the versions the
+cluster runs (``ci.tools.crds``, cached by ``ci tools install``). A kind with no schema is an
 error: an unchecked object is how a typo reaches the cluster.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -29,8 +30,10 @@ import yaml
 from packaging.version import InvalidVersion, Version
 from referencing import Registry, Resource
 
+from ci import crdschema
 from ci.errors import ConfigError, Location, format_path
 from ci.manifests import ERROR, Issue, Manifest
+from ci.tools import crds
 
 #: Rule ids.
 RULE_SCHEMA = "K8S001"
@@ -39,6 +42,7 @@ RULE_NO_TYPE = "K8S003"
 
 _PACKAGE = "kubernetes_validate"
 _DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
+_OBJECT_META = f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 def available_versions() -> list[str]:
@@ -120,6 +124,8 @@ class SchemaSet:
         if schema is None:
             schema = _builtin_schema(self.directory, schema_file_name(api_version, kind))
         if schema is None:
+            schema = _upstream_schema(api_version, kind)
+        if schema is None:
             return None
         return jsonschema.Draft202012Validator(schema, registry=_registry(self.directory))
 
@@ -161,67 +167,25 @@ def _registry(directory: str) -> Registry[Any]:
 def crd_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Strict JSON Schemas from a CRD file, keyed by (apiVersion, kind), one per version."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        found = crdschema.crd_schemas(docs)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read CRD file: {exc}", location=Location(str(path))) from None
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for doc in docs:
-        if doc.get("kind") != "CustomResourceDefinition":
-            raise ConfigError(
-                f"not a CustomResourceDefinition (kind {doc.get('kind')!r})",
-                location=Location(str(path)),
-            )
-        spec = doc.get("spec") or {}
-        group = str(spec.get("group"))
-        kind = str((spec.get("names") or {}).get("kind"))
-        for version in spec.get("versions") or []:
-            raw = ((version.get("schema") or {}).get("openAPIV3Schema")) or None
-            if raw is None:
-                continue
-            api_version = f"{group}/{version['name']}"
-            out[(api_version, kind)] = _crd_object_schema(raw, api_version, kind)
-    if not out:
-        raise ConfigError(
-            "CRD file has no versions with openAPIV3Schema", location=Location(str(path))
-        )
-    return out
+    except crdschema.NotACrd as exc:
+        raise ConfigError(f"CRD file: {exc}", location=Location(str(path))) from None
+    return {key: with_object_meta(schema) for key, schema in found.items()}
 
 
-def _crd_object_schema(raw: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
-    """Turn an ``openAPIV3Schema`` into a strict JSON Schema for whole objects."""
-    schema: dict[str, Any] = strict_openapi(copy.deepcopy(raw))
-    props = schema.setdefault("properties", {})
-    props["apiVersion"] = {"type": "string", "enum": [api_version]}
-    props["kind"] = {"type": "string", "enum": [kind]}
-    props["metadata"] = {
-        "$ref": f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-    }
-    schema["additionalProperties"] = False
-    return schema
+def with_object_meta(schema: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` checked as the Kubernetes ``ObjectMeta`` (the converted files say object)."""
+    props = {**schema.get("properties", {}), "metadata": {"$ref": _OBJECT_META}}
+    return {**schema, "properties": props}
 
 
-def strict_openapi(node: Any) -> Any:
-    """OpenAPI v3 structural schema -> JSON Schema that rejects unknown fields.
-
-    ``x-kubernetes-int-or-string`` becomes a string-or-integer type; objects that list
-    ``properties`` (and do not preserve unknown fields) get ``additionalProperties: false``.
-    """
-    if isinstance(node, list):
-        return [strict_openapi(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: strict_openapi(v) for k, v in node.items()}
-    if out.pop("x-kubernetes-int-or-string", False):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "string"}, {"type": "integer"}]
-    if out.get("nullable"):
-        kind = out.get("type")
-        if isinstance(kind, str):
-            out["type"] = [kind, "null"]
-    preserve = out.get("x-kubernetes-preserve-unknown-fields")
-    if "properties" in out and not preserve and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
+def _upstream_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """The pinned upstream CRD's schema (Gateway API, prometheus-operator), if one defines it."""
+    schema = crds.load(api_version, kind)
+    return with_object_meta(schema) if schema is not None else None
 
 
 # ----------------------------------------------------------------------------- validation

@@ -37,12 +37,24 @@ from ci.tools.discovery import (
     require,
     tools_dir,
 )
-from ci.tools.specs import ALIASES, GO_MINIMUM, INSTALL_HINT, K8S_VERSION, TOOLS, ToolSpec
+from ci.tools.specs import (
+    ALIASES,
+    CRD_ALIASES,
+    CRDS,
+    GO_MINIMUM,
+    INSTALL_HINT,
+    K8S_VERSION,
+    TOOLS,
+    CrdSpec,
+    ToolSpec,
+)
 from ci.tools.status import ToolStatus, doctor
 
 __all__ = [
     "ALIASES",
     "BUILD_TIMEOUT",
+    "CRDS",
+    "CRD_ALIASES",
     "DEFAULT_HELM_MAJOR",
     "GO_FALLBACK",
     "GO_MINIMUM",
@@ -51,6 +63,7 @@ __all__ = [
     "PROBE_TIMEOUT",
     "SYSTEM_PLUGIN_DIRS",
     "TOOLS",
+    "CrdSpec",
     "InstallResult",
     "Progress",
     "Tool",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ci import proc
 from ci.errors import ConfigError, ToolError
-from ci.tools import discovery
+from ci.tools import crds, discovery
 from ci.tools.discovery import (
     DEFAULT_HELM_MAJOR,
     cache_root,
@@ -29,7 +29,7 @@ from ci.tools.discovery import (
     probe_version,
     tools_dir,
 )
-from ci.tools.specs import ALIASES, GO_MINIMUM, TOOLS, ToolSpec
+from ci.tools.specs import ALIASES, CRD_ALIASES, CRDS, GO_MINIMUM, TOOLS, CrdSpec, ToolSpec
 from ci.tools.status import go_status
 
 #: Seconds one tool's build may take (kubectl from a cold cache takes ~20 min on 2 cores).
@@ -60,14 +60,20 @@ def _no_progress(name: str, message: str) -> None:
 
 
 def expand_names(names: list[str] | None) -> list[ToolSpec]:
-    """The specs ``names`` stand for (all when empty), aliases expanded, order kept."""
+    """The specs ``names`` stand for (all when empty), aliases expanded, order kept.
+
+    CRD set names (``crds``, ``gateway-api-crds``, ...) are accepted and left out: they are
+    data, installed by ``ci.tools.crds``.
+    """
     if not names:
         return list(TOOLS.values())
     wanted: list[str] = []
     for name in names:
+        if crds.is_crd_name(name):
+            continue
         for real in ALIASES.get(name, (name,)):
             if real not in TOOLS:
-                known = ", ".join([*TOOLS, *ALIASES])
+                known = ", ".join([*TOOLS, *ALIASES, *CRDS, *CRD_ALIASES])
                 raise ConfigError(f"unknown tool '{name}' (known: {known})")
             if real not in wanted:
                 wanted.append(real)
@@ -92,14 +98,29 @@ def install(
     A tool already linked at its pinned version is skipped; one already built in the shared
     cache is only linked. Helm 3 and 4 live side by side as ``helm3`` and ``helm4``, with
     ``helm`` pointing at the default major; buildx is also linked as a docker CLI plugin.
+    The pinned upstream CRD sets (all of them by default) are fetched and converted too.
     """
-    specs = expand_names(names)
+    only_crds = bool(names) and all(crds.is_crd_name(n) for n in names or ())
+    specs = [] if only_crds else expand_names(names)
     target_dir = tools_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     results = [_install_one(spec, target_dir, on_progress) for spec in specs]
+    results += [_install_crds(spec, on_progress) for spec in _crd_specs(names)]
     _link_default_helm(target_dir)
     clear_cache()
     return results
+
+
+def _crd_specs(names: list[str] | None) -> list[CrdSpec]:
+    return list(CRDS.values()) if not names else crds.crd_names(names)
+
+
+def _install_crds(spec: CrdSpec, on_progress: Progress) -> InstallResult:
+    """Fetch (or take from Go's module cache) and convert one pinned CRD set."""
+    if not crds.is_installed(spec):
+        on_progress(spec.name, f"building {spec.name} from {spec.module}@{spec.version}")
+    action, seconds = crds.install(spec)
+    return InstallResult(spec.name, spec.version, crds.schema_dir(spec), action, seconds)
 
 
 def _install_one(spec: ToolSpec, target_dir: Path, on_progress: Progress) -> InstallResult:

@@ -264,3 +264,47 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "buildkit": ("buildkitd",),
     "docker-buildx": ("buildx",),
 }
+
+
+@dataclass(frozen=True)
+class CrdSpec:
+    """Upstream CustomResourceDefinitions taken from a Go module, kept as JSON Schemas.
+
+    A data artifact, not a binary: ``ci tools install`` downloads ``module@version`` (the
+    same pin as the local cluster, hack/cluster/versions.sh), converts the CRDs in ``folder``
+    and caches the schemas beside the built tools, so ``ci chart validate`` needs no Go and
+    no network. ``group`` is the API group the CRDs define: how a kind finds its set.
+    """
+
+    name: str
+    module: str
+    version: str
+    folder: str
+    group: str
+
+
+#: The CRD sets ``ci chart validate`` checks custom resources against, by name.
+CRDS: dict[str, CrdSpec] = {
+    spec.name: spec
+    for spec in (
+        # Gateway API's standard channel (HTTPRoute, Gateway, GRPCRoute, ...).
+        CrdSpec(
+            name="gateway-api-crds",
+            module="sigs.k8s.io/gateway-api",
+            version="v1.4.1",
+            folder="config/crd/standard",
+            group="gateway.networking.k8s.io",
+        ),
+        # prometheus-operator's monitoring CRDs (ServiceMonitor, PodMonitor, PrometheusRule, ...).
+        CrdSpec(
+            name="monitoring-crds",
+            module="github.com/prometheus-operator/prometheus-operator",
+            version="v0.85.0",
+            folder="example/prometheus-operator-crd",
+            group="monitoring.coreos.com",
+        ),
+    )
+}
+
+#: ``ci tools install crds`` installs every CRD set.
+CRD_ALIASES: dict[str, tuple[str, ...]] = {"crds": tuple(CRDS)}

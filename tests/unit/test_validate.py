@@ -109,26 +109,6 @@ def test_schema_file_names(api_version: str, kind: str, name: str) -> None:
 # ----------------------------------------------------------------------------- CRDs
 
 
-def test_strict_openapi_rejects_unknown_fields_unless_preserved() -> None:
-    schema = validate.strict_openapi(
-        {
-            "type": "object",
-            "properties": {
-                "port": {"x-kubernetes-int-or-string": True, "type": "string"},
-                "name": {"type": "string", "nullable": True},
-                "free": {"properties": {}, "x-kubernetes-preserve-unknown-fields": True},
-                "open": {"properties": {}, "additionalProperties": True},
-            },
-        }
-    )
-    assert schema["additionalProperties"] is False
-    props = schema["properties"]
-    assert props["port"] == {"anyOf": [{"type": "string"}, {"type": "integer"}]}
-    assert props["name"]["type"] == ["string", "null"]
-    assert "additionalProperties" not in props["free"]
-    assert props["open"]["additionalProperties"] is True
-
-
 def test_crd_schemas_per_served_version(tmp_path: Path) -> None:
     path = tmp_path / "crd.yaml"
     path.write_text(CRD)
