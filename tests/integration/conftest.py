@@ -25,6 +25,7 @@ LOCAL_BASES = {
     "pgclient": "local/pgclient:bookworm",
     "postgres": "local/postgres:bookworm",
     "rabbitmq": "local/rabbitmq:bookworm",
+    "postgres-exporter": "local/postgres-exporter:bookworm",
 }
 
 

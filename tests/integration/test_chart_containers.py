@@ -6,9 +6,11 @@ filesystem, all capabilities dropped, no privilege escalation, each volumeMount 
 folder (an emptyDir or a new PersistentVolume) holding the files of its Secret (a test
 password per key) or ConfigMap, and the container's command and args. PostgreSQL and RabbitMQ
 must then pass their own readiness probes; the migration Job's init containers (pgpass file,
-wait-for-db as the admin user, the application user's creation) and the backup CronJob's
-containers must succeed against that PostgreSQL, as the application user, which may not create
-roles; the backup lands in the /backups volume.
+wait-for-db as the admin user, the application user's and the monitoring role's creation) and the
+backup CronJob's containers must succeed against that PostgreSQL, as the application user, which
+may not create roles; the backup lands in the /backups volume. The postgres_exporter Deployment
+then logs in as the monitoring role with its mounted password file and reports pg_up 1, and
+RabbitMQ's rabbitmq_prometheus plugin (from the chart's enabled_plugins) serves /metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from ci import chart, config, helm
 from ci.errors import CiError
@@ -58,7 +61,12 @@ def rendered(dbtools_image: str, base_images: dict[str, str]) -> chart.Rendered:
     cfg = config.load(ROOT / "ci.yaml")
     repo, tag = dbtools_image.split(":")
     sets = ["backup.enabled=true", f"dbtools.image.repository={repo}", f"dbtools.image.tag={tag}"]
-    for key, base in (("postgresql", "postgres"), ("rabbitmq", "rabbitmq")):
+    images = (
+        ("postgresql", "postgres"),
+        ("rabbitmq", "rabbitmq"),
+        ("postgresql.metrics", "postgres-exporter"),
+    )
+    for key, base in images:
         image_repo, image_tag = base_images[base].split(":")
         sets += [f"{key}.image.repository={image_repo}", f"{key}.image.tag={image_tag}"]
     return chart.render(cfg, h, cfg.environment("staging"), sets)
@@ -233,11 +241,23 @@ def test_databases_jobs_and_backup_run_with_the_chart_settings(
     # The migration's init containers (the migration itself needs the backend image).
     job_pod = dict(pod_of(find(rendered, "Job", "-migration")))
     job_pod["containers"] = []
-    _, waited, app_user = run_pod(
-        docker, rendered, job_pod, network, tmp_path / "migration", WAIT_TIMEOUT="60"
+    outputs = run_pod(docker, rendered, job_pod, network, tmp_path / "migration", WAIT_TIMEOUT="60")
+    by_name = dict(zip([c["name"] for c in job_pod["initContainers"]], outputs, strict=True))
+    assert "is ready" in by_name["wait-for-db"]
+    assert "database user schedule: login, no superuser" in by_name["app-user"]
+    assert "monitoring user metrics: login, member of pg_monitor only" in by_name["metrics-user"]
+
+    exporter, _ = start(
+        docker, rendered, find(rendered, "Deployment", "-postgresql-metrics"), network, tmp_path
     )
-    assert "is ready" in waited
-    assert "database user schedule: login, no superuser" in app_user
+    metrics = f"http://{docker.ip(exporter, network)}:9187/metrics"
+    wait_for(lambda: "\npg_up 1" in scrape(metrics), "pg_up 1", lambda: docker.logs(exporter))
+    mq_metrics = f"http://{docker.ip(services['-rabbitmq'][0], network)}:15692/metrics"
+    wait_for(
+        lambda: "rabbitmq_build_info" in scrape(mq_metrics),
+        "RabbitMQ /metrics",
+        lambda: docker.logs(services["-rabbitmq"][0]),
+    )
 
     cron_pod = pod_of(find(rendered, "CronJob", "-backup"))
     (backup,) = cron_pod["containers"]
@@ -257,6 +277,14 @@ def test_databases_jobs_and_backup_run_with_the_chart_settings(
     dumps = list((volumes / mount["name"]).glob("schedule-*.sql.gz"))
     assert len(dumps) == 1
     assert dumps[0].stat().st_size > 0
+
+
+def scrape(url: str) -> str:
+    """The body of a metrics endpoint, empty while it does not answer."""
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return ""
 
 
 @pytest.mark.parametrize("status", ["UP", "DOWN"])
