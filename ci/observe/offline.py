@@ -10,7 +10,10 @@ runs alert unit tests on synthetic series without any server. Checks, each a fin
 - OBS004 a dashboard panel's query does not parse (``promtool promql format``);
 - OBS005 (a warning) a panel applies ``rate()``, ``irate()`` or ``increase()`` to a series
   whose name is not a counter's (``_total``, ``_count``, ``_sum``, ``_bucket``): a gauge's
-  rate means nothing, and only the naming convention can tell them apart offline.
+  rate means nothing, and only the naming convention can tell them apart offline;
+- OBS006 an alert's tests never expect it to fire, or never expect it to stay quiet
+  (``exp_alerts: []``): an alert that always fires passes the first kind of test, one that
+  never fires the second, so each needs both.
 
 Unit tests are promtool test files in the chart's ``alert-tests/`` folder. Their ``rule_files``
 are replaced by the environment's rendered PrometheusRules, since the rules exist as files only
@@ -135,6 +138,27 @@ def untested(rules: Sequence[RuleSet], tests: Iterable[Path]) -> list[tuple[Rule
     return [(rs, alert) for rs in rules for alert in rs.alerts() if alert not in named]
 
 
+def one_sided(rules: Sequence[RuleSet], tests: Iterable[Path]) -> list[tuple[RuleSet, str, str]]:
+    """Alerts tested only firing or only quiet: (rule set, alert, the missing kind of case).
+
+    An alert with no test at all is OBS002's, not listed here.
+    """
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in tests:
+        for test in _load(path).get("tests") or []:
+            for art in test.get("alert_rule_test") or []:
+                (firing if art.get("exp_alerts") else quiet).add(str(art.get("alertname")))
+    out = []
+    for rs in rules:
+        for alert in rs.alerts():
+            if alert in firing and alert not in quiet:
+                out.append((rs, alert, "quiet"))
+            elif alert in quiet and alert not in firing:
+                out.append((rs, alert, "firing"))
+    return out
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -210,6 +234,11 @@ def findings(
             message = f"{rs.manifest.ref}: alert {alert} has no unit test in {ALERT_TESTS}/"
             template = where.template(rs.manifest.source)
             out.append(where.finding("OBS002", message, template, f"alert: {alert}", env))
+        for rs, alert, missing in one_sided(good, tests):
+            case = "fires" if missing == "firing" else "stays quiet (exp_alerts: [])"
+            message = f"{rs.manifest.ref}: alert {alert} has no unit test where it {case}"
+            template = where.template(rs.manifest.source)
+            out.append(where.finding("OBS006", message, template, f"alert: {alert}", env))
         if good and tests:
             files = [work / f"{rs.name}.yaml" for rs in good]
             for path, problem in run_tests(promtool, files, tests, work).items():

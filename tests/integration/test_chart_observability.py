@@ -77,9 +77,14 @@ def test_a_broken_rule_file_fails_promtool_check_rules(promtool: Path) -> None:
 def test_failing_and_missing_unit_tests(promtool: Path) -> None:
     found = run(promtool, [manifest("rules-good.yaml")], tests="alert-tests-failing")
     by_rule = {f.rule: f for f in found}
-    assert set(by_rule) == {"OBS002", "OBS003"}
+    assert set(by_rule) == {"OBS002", "OBS003", "OBS006"}
     assert by_rule["OBS002"].message == (
         "PrometheusRule/schedule-app: alert HighErrorRatio has no unit test in alert-tests/"
+    )
+    # BackendDown is only ever expected to fire there
+    assert by_rule["OBS006"].message == (
+        "PrometheusRule/schedule-app: alert BackendDown has no unit test where it stays quiet"
+        " (exp_alerts: [])"
     )
     failed = by_rule["OBS003"]
     assert failed.file == "tests/data/observability/alert-tests-failing/backend.yaml"
@@ -112,13 +117,16 @@ def test_the_shipped_dashboard_parses(promtool: Path) -> None:
 
 
 def chart_copy(tmp_path: Path, rules: str) -> config.Config:
-    """The chart with ``rules`` as a template and the good unit tests, prod values only."""
+    """The chart with ``rules`` as its PrometheusRule template and the good unit tests, prod
+    values only."""
     cfg = config.load(ROOT / "ci.yaml")
     target = tmp_path / "schedule-app"
     shutil.copytree(cfg.chart.path, target)
     # as a template: Helm must print the alerts' own {{ $labels... }} templates as they are
     text = (DATA / rules).read_text(encoding="utf-8").replace("{{", '{{ "{{" }}')
     (target / "templates" / "prometheusrule.yaml").write_text(text, encoding="utf-8")
+    # the chart's own rule template and alert tests give way to the ones under test
+    shutil.rmtree(target / offline.ALERT_TESTS)
     shutil.copytree(DATA / "alert-tests", target / offline.ALERT_TESTS)
     chart_cfg = dataclasses.replace(cfg.chart, path=target)
     prod = dataclasses.replace(cfg.environments["prod"], values=(target / "values-prod.yaml",))
