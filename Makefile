@@ -12,7 +12,7 @@ TOOLS_DIR ?= $(CURDIR)/.tools/bin
 export TOOLS_DIR
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup services test test-unit test-e2e lint lint-python lint-imports ci-local clean
+.PHONY: help setup services test test-unit test-e2e lint lint-python lint-imports ci-local clean lock
 
 # Component targets (tools, base images, cluster, docker lint) live in mk/.
 -include mk/*.mk
@@ -69,6 +69,18 @@ LOCAL_PIPELINE_ENV = \
 
 ci-local: setup services tools base-images cluster-up ## Run the pipeline locally, as the push workflow does
 	$(LOCAL_PIPELINE_ENV) $(CI) pipeline run
+
+# The root action installs ci from this file with `pip install --require-hashes`, then the package
+# itself with --no-deps --no-build-isolation: pyproject.toml's dependencies and build requirements,
+# pinned with the hash of every file PyPI has for each version. LOCK_FLAGS=--upgrade takes newer
+# versions; without it the pins stay and only what pyproject.toml changed is resolved again.
+LOCK_FILE := requirements/ci.lock
+LOCK_FLAGS ?=
+lock: setup ## Regenerate requirements/ci.lock (pinned, with hashes) from pyproject.toml
+	$(BIN)/pip install --quiet pip-tools
+	env -u PIP_FIND_LINKS $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --all-build-deps \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
+		--output-file $(LOCK_FILE) pyproject.toml
 
 clean: ## Remove build outputs and the virtualenv (keeps the shared tool cache)
 	rm -rf $(VENV) .ci-out .tools .pytest_cache .mypy_cache .ruff_cache *.egg-info

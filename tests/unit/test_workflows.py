@@ -1194,7 +1194,12 @@ def test_the_root_action_installs_ci_from_its_own_files() -> None:
     action = load_yaml(ROOT / "action.yml")
     assert action["runs"]["using"] == "composite"
     scripts = "\n".join(str(s.get("run", "")) for s in action["runs"]["steps"])
-    assert 'install --quiet --disable-pip-version-check "$GITHUB_ACTION_PATH"' in scripts
+    lock = 'install --require-hashes -r "$GITHUB_ACTION_PATH/requirements/ci.lock"'
+    package = 'install --no-deps --no-build-isolation "$GITHUB_ACTION_PATH"'
+    assert lock in scripts, "the dependencies do not come from the hash-locked file"
+    assert package in scripts, "the package may pull unlocked dependencies or build backends"
+    assert scripts.index(lock) < scripts.index(package)
+    assert (ROOT / "requirements" / "ci.lock").is_file()
     assert {"tools", "python-version"} <= set(action["inputs"])
 
 
