@@ -45,7 +45,11 @@ BASES = {
 #: Values on top of values-staging.yaml: what the local cluster offers, sized for 2 cores.
 E2E_VALUES: dict[str, Any] = {
     "ingress": {"hosts": [HOST], "tls": {"enabled": False}},
-    "metrics": {"serviceMonitor": {"enabled": False}, "grafanaDashboard": {"enabled": False}},
+    "metrics": {
+        "serviceMonitor": {"enabled": False},
+        "prometheusRule": {"enabled": False},
+        "grafanaDashboard": {"enabled": False},
+    },
     "tracing": {"enabled": False},
     "backend": {
         "autoscaling": {"enabled": False},
