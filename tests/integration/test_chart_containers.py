@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "it-Secret-123"
 #: The admin user's password differs, so that a container given the wrong file fails to log in.
 ADMIN_PASSWORD = "it-Admin:456"
+#: The monitoring role's own, so the exporter logs in only with the file of its own key.
+METRICS_PASSWORD = "it-Metrics@789"
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,8 @@ def pod_of(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def secret_value(key: str) -> str:
+    if key.startswith("metrics"):
+        return METRICS_PASSWORD
     return ADMIN_PASSWORD if key.startswith("admin") else PASSWORD
 
 
