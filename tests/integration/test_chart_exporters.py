@@ -2,7 +2,8 @@
 
 PostgreSQL: postgres_exporter (postgresql.metrics) is off by default and on in staging and prod,
 logs in as a pg_monitor role whose generated password is a mounted file (never an environment
-value), and its metrics port is open to the monitoring namespace only. RabbitMQ: the
+value) of a Secret made before the migration Job that creates the role, and its metrics port is
+open to the monitoring namespace only. RabbitMQ: the
 rabbitmq_prometheus plugin comes from the chart's enabled_plugins, on the Service port
 ``metrics``. The images themselves run in test_chart_containers.py.
 """
@@ -146,7 +147,7 @@ def test_exporter_reads_its_password_from_a_mounted_file_not_the_environment(
     (volume,) = pod_spec(one(docs, "Deployment", EXPORTER))["volumes"]
     assert volume["name"] == mount["name"]
     assert volume["secret"] == {
-        "secretName": "schedule-app-db",
+        "secretName": "schedule-app-postgresql-metrics",
         "defaultMode": 0o440,
         "items": [{"key": "metrics-password", "path": "password"}],
     }
@@ -159,16 +160,27 @@ def test_exporter_reads_its_password_from_a_mounted_file_not_the_environment(
     assert "SUPERUSER" not in creator["command"][-1].replace("NOSUPERUSER", "")
 
 
-def test_monitoring_password_is_generated_kept_and_rolls_the_exporter(helm_bin: helm.Helm) -> None:
+def test_monitoring_password_is_generated_before_the_migration_and_rolls_the_exporter(
+    helm_bin: helm.Helm,
+) -> None:
     docs = render(helm_bin)
-    secret = one(docs, "Secret", "-db")
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    secret = one(docs, "Secret", EXPORTER)
+    notes = secret["metadata"]["annotations"]
+    migration = one(docs, "Job", "-migration")["metadata"]["annotations"]
+    # a hook before the migration Job's, on upgrades too: the Job mounts it to create the role
+    assert notes["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(notes["helm.sh/hook-weight"]) < int(migration["helm.sh/hook-weight"])
+    assert notes["helm.sh/hook-delete-policy"] == "before-hook-creation"
     generated = base64.b64decode(secret["data"]["metrics-password"]).decode()
     assert len(generated) == 32
-    assert generated != base64.b64decode(secret["data"]["password"]).decode()
+    db = one(docs, "Secret", "-db")["data"]
+    assert generated != base64.b64decode(db["password"]).decode()
+    assert "metrics-password" not in db
 
     given = render(helm_bin, "postgresql.metrics.password=m0nitor")
-    assert base64.b64decode(one(given, "Secret", "-db")["data"]["metrics-password"]) == b"m0nitor"
+    assert base64.b64decode(one(given, "Secret", EXPORTER)["data"]["metrics-password"]) == (
+        b"m0nitor"
+    )
 
     def checksum(*sets: str) -> str:
         pod = one(render(helm_bin, *sets), "Deployment", EXPORTER)["spec"]["template"]
@@ -176,6 +188,17 @@ def test_monitoring_password_is_generated_kept_and_rolls_the_exporter(helm_bin: 
 
     assert checksum("postgresql.metrics.password=a") == checksum("postgresql.metrics.password=a")
     assert checksum("postgresql.metrics.password=a") != checksum("postgresql.metrics.password=b")
+
+
+def test_an_existing_secret_holds_the_monitoring_password_too(helm_bin: helm.Helm) -> None:
+    docs = render(helm_bin, "postgresql.existingSecret=db-credentials")
+    assert named(docs, "Secret", EXPORTER) == []
+    exporter = pod_spec(one(docs, "Deployment", EXPORTER))
+    migration = pod_spec(one(docs, "Job", "-migration"))
+    for volumes in (exporter["volumes"], migration["volumes"]):
+        (volume,) = [v for v in volumes if v["name"] == "metrics-password"]
+        assert volume["secret"]["secretName"] == "db-credentials"
+        assert volume["secret"]["items"] == [{"key": "metrics-password", "path": "password"}]
 
 
 def test_backend_checksum_does_not_change_with_metrics(helm_bin: helm.Helm) -> None:

@@ -10,11 +10,16 @@
 {{/* Where the exporter and the role script read the monitoring role's password. */}}
 {{- define "schedule-app.pgMetrics.passwordFile" -}}/run/secrets/metrics/password{{- end -}}
 
-{{/* data of the generated database Secret for the monitoring role: its own block, so that
-     turning metrics on does not change the backend's credential checksum (the backend never
-     reads this password). */}}
+{{/* Secret holding the monitoring role's password: postgresql.existingSecret (which must then
+     hold postgresql.metrics.passwordKey) or the chart's own <release>-postgresql-metrics. */}}
+{{- define "schedule-app.pgMetrics.secretName" -}}
+{{- default (include "schedule-app.componentName" (dict "root" . "component" "postgresql-metrics")) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{/* data of the generated Secret: the value given, else the one already in the cluster, else
+     a new random one (schedule-app.secretValue). */}}
 {{- define "schedule-app.pgMetrics.secretData" -}}
-{{- $name := include "schedule-app.componentName" (dict "root" . "component" "db") -}}
+{{- $name := include "schedule-app.componentName" (dict "root" . "component" "postgresql-metrics") -}}
 {{- $m := .Values.postgresql.metrics -}}
 {{ $m.passwordKey }}: {{ include "schedule-app.secretValue" (dict "root" . "name" $name "key" $m.passwordKey "value" $m.password) }}
 {{- end -}}
@@ -51,7 +56,7 @@ echo "monitoring user $METRICS_USER: login, member of pg_monitor only"
 {{- define "schedule-app.pgMetrics.passwordVolume" -}}
 - name: metrics-password
   secret:
-    secretName: {{ include "schedule-app.db.secretName" .root }}
+    secretName: {{ include "schedule-app.pgMetrics.secretName" .root }}
     defaultMode: 0440
     items:
       - key: {{ .root.Values.postgresql.metrics.passwordKey }}
