@@ -413,19 +413,21 @@ def test_wrong_field_type_and_crd_fields_fail_schema_validation(
     helm_bin: helm.Helm, copy: ChartCopy
 ) -> None:
     copy.edit("backend-hpa.yaml", "  minReplicas: {{", "  minReplicas: {{ quote ")
+    # the backend's and RabbitMQ's ServiceMonitors share the endpoint template
     copy.edit(
         "servicemonitor.yaml",
-        "    - port: management\n",
-        "    - port: management\n      scrapeEvery: 5s\n",
+        "    - port: {{ $m.port }}\n",
+        "    - port: {{ $m.port }}\n      scrapeEvery: 5s\n",
     )
     rendered = chart.render(copy.cfg, helm_bin, copy.env())
     messages = sorted(f.message for f in chart.validate_env(copy.cfg, rendered).findings)
-    assert len(messages) == 2, messages
+    assert len(messages) == 3, messages
     assert messages[0].startswith("HorizontalPodAutoscaler/schedule-app-backend: spec.minReplicas")
     assert "expected" in messages[0]
-    assert messages[1] == (
-        "ServiceMonitor/schedule-app-backend: spec.endpoints[0]: unknown field 'scrapeEvery'"
-    )
+    assert messages[1:] == [
+        f"ServiceMonitor/schedule-app-{name}: spec.endpoints[0]: unknown field 'scrapeEvery'"
+        for name in ("backend", "rabbitmq")
+    ]
 
 
 def test_kind_without_schema_is_an_error(helm_bin: helm.Helm, copy: ChartCopy) -> None:
