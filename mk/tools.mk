@@ -1,7 +1,7 @@
 # Pinned tools: helm 3 and 4, kubectl, kubeconform, actionlint, docker buildx, buildkitd, cosign,
-# syft, promtool, postgres_exporter.
+# syft, promtool, postgres_exporter; and the upstream CRD schemas `ci chart validate` uses (crds).
 # Built from the Go module proxy into a cache shared by every clone ($(CI_TOOLS_CACHE), default
-# ~/.cache/schedule-ci/tools) and linked into $(TOOLS_DIR); tools already at the pinned version are
+# ~/.cache/ci-delivery-steps/tools) and linked into $(TOOLS_DIR); tools already at the pinned version are
 # skipped, so `make tools` is cheap to repeat. Go builds use go's shared GOCACHE and GOMODCACHE.
 .PHONY: tools doctor
 
