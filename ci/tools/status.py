@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ci import proc
 from ci.errors import ProcessError, ToolError
-from ci.tools import discovery
+from ci.tools import crds, discovery
 from ci.tools.discovery import (
     PROBE_TIMEOUT,
     ci_helm,
@@ -25,7 +25,7 @@ from ci.tools.discovery import (
     search,
     tools_dir,
 )
-from ci.tools.specs import GO_MINIMUM, INSTALL_HINT, SEMVER, TOOLS, ToolSpec
+from ci.tools.specs import CRDS, GO_MINIMUM, INSTALL_HINT, SEMVER, TOOLS, CrdSpec, ToolSpec
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,21 @@ def _docker_statuses() -> list[ToolStatus]:
     return [cli, ToolStatus("docker daemon", None, server, host, "ok")]
 
 
+def _crd_status(spec: CrdSpec) -> ToolStatus:
+    """A CRD set is usable when converted, or when Go's module cache holds its module."""
+    if crds.is_installed(spec):
+        return ToolStatus(spec.name, crds.schema_dir(spec), spec.version, "pinned", "ok")
+    module = crds.cached_module(spec)
+    if module is not None:
+        return ToolStatus(spec.name, module, spec.version, "go module cache", "ok")
+    hint = f"schemas of {spec.module} {spec.version} not cached; {INSTALL_HINT}"
+    return ToolStatus(spec.name, None, None, "-", "missing", hint)
+
+
 def doctor() -> list[ToolStatus]:
     """What every tool resolves to, where it came from, and what is missing or too old."""
     statuses = [_tool_status(spec) for spec in TOOLS.values()]
+    statuses += [_crd_status(spec) for spec in CRDS.values()]
     if ci_helm() is not None:
         statuses.append(_ci_helm_status())
     return [*statuses, *_docker_statuses(), go_status()]

@@ -269,3 +269,20 @@ def test_a_broken_crd_file_names_the_file(caches: dict[str, Path]) -> None:
     folder = _fake_module(caches["gomod"], spec, "kind: ConfigMap\n")
     with pytest.raises(ToolError, match=rf"^{re.escape(str(folder))}/crd\.yaml: not a Custom"):
         crds.require(spec)
+
+
+def test_doctor_reports_each_set_and_where_it_comes_from(caches: dict[str, Path]) -> None:
+    rows = {s.name: s for s in tools.doctor()}
+    missing = rows["monitoring-crds"]
+    assert (missing.status, missing.required) == ("missing", True)
+    assert missing.hint == (
+        "schemas of github.com/prometheus-operator/prometheus-operator v0.85.0 not cached; "
+        "run `make tools`"
+    )
+    spec = tools.CRDS["gateway-api-crds"]
+    _fake_module(caches["gomod"], spec, ROUTE_CRD)
+    found = {s.name: s for s in tools.doctor()}["gateway-api-crds"]
+    assert (found.status, found.source, found.version) == ("ok", "go module cache", "v1.4.1")
+    crds.require(spec)
+    found = {s.name: s for s in tools.doctor()}["gateway-api-crds"]
+    assert (found.source, found.path) == ("pinned", crds.schema_dir(spec))
