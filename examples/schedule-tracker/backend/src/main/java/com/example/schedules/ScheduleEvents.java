@@ -28,6 +28,7 @@ public class ScheduleEvents {
   public void published(Schedule schedule) {
     try {
       rabbit.convertAndSend(Messaging.EXCHANGE, Messaging.CREATED_KEY, Long.toString(schedule.id()));
+      LOG.info("schedule {} created, event published", schedule.id());
     } catch (AmqpException e) {
       LOG.warn("could not publish the event of schedule {}: {}", schedule.id(), e.getMessage());
     }
