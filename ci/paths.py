@@ -21,7 +21,7 @@ LEGACY_APP = "schedule-ci"
 RUN_ROOT = Path("/run")
 
 
-def _prefer_legacy(new: Path, legacy: Path) -> Path:
+def prefer_legacy(new: Path, legacy: Path) -> Path:
     """``new``, unless only ``legacy`` exists (a cache made before the rename)."""
     if not new.exists() and legacy.is_dir():
         return legacy
@@ -35,7 +35,7 @@ def cache_home() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return _prefer_legacy(base / APP, Path.home() / ".cache" / LEGACY_APP)
+    return prefer_legacy(base / APP, Path.home() / ".cache" / LEGACY_APP)
 
 
 def run_dir() -> Path:
@@ -45,7 +45,7 @@ def run_dir() -> Path:
     if env:
         return Path(env)
     if os.geteuid() == 0:
-        return _prefer_legacy(RUN_ROOT / APP, RUN_ROOT / LEGACY_APP)
+        return prefer_legacy(RUN_ROOT / APP, RUN_ROOT / LEGACY_APP)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / APP

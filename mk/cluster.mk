@@ -1,5 +1,5 @@
 # The built-in single-node Kubernetes cluster (hack/cluster): built from source, cached in
-# CLUSTER_CACHE (~/.cache/schedule-ci/cluster) so only the first start compiles.
+# CLUSTER_CACHE (~/.cache/ci-delivery-steps/cluster, or the former schedule-ci one) so only the first start compiles.
 # CLUSTER_ADDONS selects the platform add-ons cluster-up starts besides the ingress (Traefik):
 # all (the default), none, or a list of: prometheus otel jaeger logs.
 .PHONY: cluster-up cluster-down cluster-status cluster-test cluster-bench

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ci import proc
+from ci import paths, proc
 from ci.cluster.base import ClusterInfo, require_ready
 from ci.errors import ClusterError, EnvironmentNotReady, ProcessError
 
@@ -20,8 +20,13 @@ UP_TIMEOUT = 3600.0
 #: Seconds ``down`` may take.
 DOWN_TIMEOUT = 300.0
 
-#: The script's own default (``CLUSTER_STATE`` in cluster.sh), so ``make`` and ``ci`` agree.
-DEFAULT_STATE = Path("/run/schedule-ci/cluster")
+
+def default_state() -> Path:
+    """The script's own default (``CLUSTER_STATE`` in hack/cluster/paths.sh), so ``make`` and
+    ``ci`` agree: /run/APP/cluster, or the former name's folder while only that one exists."""
+    return paths.prefer_legacy(
+        paths.RUN_ROOT / paths.APP / "cluster", paths.RUN_ROOT / paths.LEGACY_APP / "cluster"
+    )
 
 
 def script_path() -> Path:
@@ -38,7 +43,8 @@ def script_path() -> Path:
 
 def state_dir() -> Path:
     """Where the script keeps the kubeconfig and ``cluster.json`` (``CLUSTER_STATE``)."""
-    return Path(os.environ.get("CLUSTER_STATE", str(DEFAULT_STATE)))
+    env = os.environ.get("CLUSTER_STATE")
+    return Path(env) if env else default_state()
 
 
 def parse_state(data: dict[str, Any]) -> ClusterInfo:

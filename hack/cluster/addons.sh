@@ -14,8 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=images.sh
 . "$here/images.sh"  # versions, $cache, $repo, build_push, ctx_hash
 
-STATE=${CLUSTER_STATE:-/run/schedule-ci/cluster}
-DATA=${CLUSTER_DATA:-/var/lib/schedule-ci/cluster}
+STATE=$cluster_state  # paths.sh, through images.sh
+DATA=$cluster_data
 INGRESS_PORT=${CLUSTER_INGRESS_PORT:-18080}
 INGRESS_TLS_PORT=${CLUSTER_INGRESS_TLS_PORT:-18443}
 INGRESS_HOST_IP=${CLUSTER_INGRESS_HOST_IP:-127.0.0.1}
@@ -73,7 +73,7 @@ binary_image() { # binary_image NAME VERSION IMAGE-DIR FILE...: build NAME, then
 forward() { # forward PORT: loopback PORT on the host to the same port of Traefik's Service
   local pidfile=$STATE/pids/forward-$1.pid
   [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && return 0
-  command -v socat >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null
+  "$here/../ensure-packages.sh" socat=socat
   setsid socat "TCP-LISTEN:$1,bind=$INGRESS_HOST_IP,reuseaddr,fork" "TCP:$TRAEFIK_SERVICE_IP:$1" \
     >"$STATE/logs/forward-$1.log" 2>&1 </dev/null &
   echo $! >"$pidfile"

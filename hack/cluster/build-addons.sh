@@ -3,15 +3,19 @@
 # fills, keyed by version:
 #   hack/cluster/build-addons.sh traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs
 #   hack/cluster/build-addons.sh crds   prints the paths of the upstream Gateway API and monitoring
-#                                       CRDs (taken from their modules, nothing compiled)
+#                                       CRDs the cluster installs (taken from their modules, nothing
+#                                       compiled); `ci chart validate` reads the same pins as
+#                                       schemas that `ci tools install crds` converts
 # Otherwise prints nothing; the binaries land in $CLUSTER_CACHE/bin/NAME-VERSION/. One build of a component
 # at a time (a lock per component), so cluster-up waits for a build already under way.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
+# shellcheck source=paths.sh
+. "$here/paths.sh"
 export PATH=$PATH:/usr/local/go/bin
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=${GOFLAGS:--mod=mod} CGO_ENABLED=0
-cache=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
+cache=$cluster_cache
 work=$cache/src
 mkdir -p "$cache/bin" "$work"
 
@@ -116,7 +120,7 @@ build_otelcol() { # a distribution made by the OpenTelemetry Collector Builder f
   sed -e "s#@OTELCOL_VERSION@#$OTELCOL_VERSION#g" -e "s#@OUT@#$dir/dist#g" \
     "$here/images/otel-collector/builder-config.yaml" >"$dir/builder-config.yaml"
   (cd "$dir" && "$dir/bin/builder" --config builder-config.yaml --ldflags "-s -w")
-  cp "$dir/dist/otelcol-schedule-ci" "$out.tmp/otelcol"
+  cp "$dir/dist/otelcol-ci-delivery-steps" "$out.tmp/otelcol"
 }
 
 build_jaeger() { # Jaeger v2 (cmd/jaeger, an OpenTelemetry Collector distribution); UI not built in
@@ -153,7 +157,7 @@ case ${1:-} in
   otelcol) build otelcol "$OTELCOL_VERSION" ;;
   jaeger) build jaeger "$JAEGER_VERSION" ;;
   victorialogs) build victorialogs "$VICTORIALOGS_VERSION" ;;
-  crds) # the upstream CRD files the cluster installs, one path a line (for ci chart validate)
+  crds) # the upstream CRD files the cluster installs, one path a line
     build gateway-api "$GATEWAY_API_VERSION"
     build monitoring-crds "$PROM_OPERATOR_VERSION"
     ls "$cache/bin/gateway-api-$GATEWAY_API_VERSION"/*.yaml "$cache/bin/monitoring-crds-$PROM_OPERATOR_VERSION"/*.yaml

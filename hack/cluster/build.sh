@@ -6,9 +6,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
+# shellcheck source=paths.sh
+. "$here/paths.sh"
 export PATH=$PATH:/usr/local/go/bin
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=${GOFLAGS:--mod=mod} CGO_ENABLED=0
-cache=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
+cache=$cluster_cache
 work=$cache/src
 mkdir -p "$cache/bin" "$work"
 

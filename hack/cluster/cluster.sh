@@ -9,23 +9,26 @@
 # down:   stop every process it started, unmount every mount, delete its interfaces, iptables
 #         rules, nftables tables and state; Docker keeps working.
 # status: exit 0 when the API answers and the node is Ready; prints cluster.json.
-# Settings (environment): CLUSTER_STATE (/run/schedule-ci/cluster), CLUSTER_DATA
-# (/var/lib/schedule-ci/cluster), CLUSTER_CACHE (~/.cache/schedule-ci/cluster),
-# CLUSTER_API_PORT (6443), CLUSTER_INGRESS_PORT (18080), CLUSTER_INGRESS_TLS_PORT (18443),
-# CLUSTER_NODE_IP (10.254.254.1).
+# Settings (environment): CLUSTER_STATE (/run/ci-delivery-steps/cluster), CLUSTER_DATA
+# (/var/lib/ci-delivery-steps/cluster), CLUSTER_CACHE (~/.cache/ci-delivery-steps/cluster),
+# CLUSTER_NODE_NAME (the cluster's name), CLUSTER_API_PORT (6443), CLUSTER_INGRESS_PORT (18080),
+# CLUSTER_INGRESS_TLS_PORT (18443), CLUSTER_NODE_IP (10.254.254.1). Folders made under the former
+# name (schedule-ci) stay in use while the new ones do not exist (paths.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/versions.sh"
+# shellcheck source=paths.sh
+. "$here/paths.sh"
 
-STATE=${CLUSTER_STATE:-/run/schedule-ci/cluster}
-DATA=${CLUSTER_DATA:-/var/lib/schedule-ci/cluster}
-CACHE=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
+STATE=$cluster_state
+DATA=$cluster_data
+CACHE=$cluster_cache
 API_PORT=${CLUSTER_API_PORT:-6443}
 INGRESS_PORT=${CLUSTER_INGRESS_PORT:-18080}
 INGRESS_TLS_PORT=${CLUSTER_INGRESS_TLS_PORT:-18443}
 NODE_IP=${CLUSTER_NODE_IP:-10.254.254.1}
-NODE_NAME=${CLUSTER_NODE_NAME:-schedule-ci}
+NODE_NAME=${CLUSTER_NODE_NAME:-$cluster_name}
 NODE_DEV=sci0     # an empty bridge holding the node IP: stable whatever the host's network is
 BRIDGE=cni0
 CLUSTER_CIDR=10.244.0.0/16
@@ -112,18 +115,10 @@ stop() { # stop NAME...: SIGTERM to all at once, SIGKILL to those alive after 5 
 # ---------------------------------------------------------------- prerequisites
 
 prereqs() { # Debian packages the node runs on; installed only when a command is missing
-  local -A pkg=([containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
-    [iptables]=iptables [conntrack]=conntrack [openssl]=openssl [curl]=curl [gcc]=gcc
-    [debootstrap]=debootstrap [busybox]=busybox-static [nft]=nftables)
-  local missing=() c
-  for c in "${!pkg[@]}"; do
-    if [[ $c == /* ]]; then [[ -x $c ]] || missing+=("${pkg[$c]}"); else
-      command -v "$c" >/dev/null || missing+=("${pkg[$c]}"); fi
-  done
-  ((${#missing[@]})) || return 0
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" libc6-dev >/dev/null
+  "$here/../ensure-packages.sh" containerd=containerd runc=runc \
+    /usr/lib/cni/bridge=containernetworking-plugins iptables=iptables conntrack=conntrack \
+    openssl=openssl curl=curl gcc=gcc file:/usr/include/stdio.h=libc6-dev debootstrap=debootstrap \
+    busybox=busybox-static nft=nftables
 }
 
 # ---------------------------------------------------------------- certificates
@@ -152,7 +147,7 @@ leaf() { # leaf NAME SUBJECT [SANS] [CA]: a key and a certificate signed by CA (
 
 certificates() {
   mkdir -p "$PKI" && chmod 700 "$PKI"
-  ca ca schedule-ci-cluster-ca
+  ca ca "$cluster_name-cluster-ca"
   local dns="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   dns+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME"
   leaf apiserver "/CN=kube-apiserver" "$dns,IP:127.0.0.1,IP:$API_SVC_IP,IP:$NODE_IP"
@@ -165,7 +160,7 @@ certificates() {
   # The aggregation layer: the kube-apiserver proxies metrics.k8s.io to metrics-server with this
   # client certificate and the user in request headers; metrics-server believes those headers
   # only from a certificate of this separate CA, so no ordinary client certificate can set them.
-  ca front-proxy-ca schedule-ci-front-proxy-ca
+  ca front-proxy-ca "$cluster_name-front-proxy-ca"
   leaf front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
   # metrics-server's serving certificate, for the name the aggregator checks (service.namespace.svc)
   leaf metrics-server "/CN=metrics-server" \
@@ -180,7 +175,7 @@ kubeconfig() { # kubeconfig FILE NAME: a kubeconfig for the client certificate N
 apiVersion: v1
 kind: Config
 clusters:
-- name: schedule-ci
+- name: $cluster_name
   cluster:
     server: https://127.0.0.1:$API_PORT
     certificate-authority-data: $($b64 "$PKI/ca.crt")
@@ -190,9 +185,9 @@ users:
     client-certificate-data: $($b64 "$PKI/$2.crt")
     client-key-data: $($b64 "$PKI/$2.key")
 contexts:
-- name: schedule-ci
-  context: {cluster: schedule-ci, user: $2}
-current-context: schedule-ci
+- name: $cluster_name
+  context: {cluster: $cluster_name, user: $2}
+current-context: $cluster_name
 EOF
   chmod 600 "$1"
 }
@@ -252,10 +247,10 @@ netpol_queue() {
 
 cni_config() {
   mkdir -p "$STATE/cni/net.d" "$STATE/cni/ipam"
-  cat >"$STATE/cni/net.d/10-schedule-ci.conflist" <<EOF
+  cat >"$STATE/cni/net.d/10-$cluster_name.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
-  "name": "schedule-ci",
+  "name": "$cluster_name",
   "plugins": [
     {
       "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,

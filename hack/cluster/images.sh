@@ -6,7 +6,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
-cache=${CLUSTER_CACHE:-$HOME/.cache/schedule-ci/cluster}
+# shellcheck source=paths.sh
+. "$here/paths.sh"
+cache=$cluster_cache
 registry=${CLUSTER_REGISTRY:-127.0.0.1:5000}
 repo=$registry/cluster
 
@@ -44,7 +46,7 @@ debian_base() { # a Debian minbase image made with debootstrap (no image can be 
   local ref=$repo/debian:bookworm
   if in_registry "$ref"; then echo "$ref"; return 0; fi
   if ! docker image inspect "$ref" >/dev/null 2>&1; then
-    command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    "$here/../ensure-packages.sh" debootstrap=debootstrap
     local root
     root=$(mktemp -d)
     log "debootstrap bookworm (about 30 s)"
@@ -59,7 +61,7 @@ debian_base() { # a Debian minbase image made with debootstrap (no image can be 
 busybox_rootfs() { # Debian's static busybox, unpacked with its applet links
   local out=$cache/busybox-rootfs
   [[ -x $out/bin/busybox ]] && return 0
-  command -v busybox >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+  "$here/../ensure-packages.sh" busybox=busybox-static
   rm -rf "$out" && mkdir -p "$out/bin" "$out/tmp" "$out/etc"
   cp "$(command -v busybox)" "$out/bin/busybox"
   for applet in $("$out/bin/busybox" --list); do

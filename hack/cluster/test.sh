@@ -13,7 +13,9 @@
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-STATE=${CLUSTER_STATE:-/run/schedule-ci/cluster}
+# shellcheck source=paths.sh
+. "$here/paths.sh"
+STATE=$cluster_state
 json=$STATE/cluster.json
 [[ -f $json ]] || { echo "test: no running cluster ($json missing); run make cluster-up" >&2; exit 1; }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$json" "$1"; }
@@ -233,7 +235,7 @@ log_stored() { # a pod that writes one line with this run's token, then the line
     retry 90 log_found
 }
 
-# "schedule-ci   123m   6%   1510Mi   19%": metrics-server answers through the aggregation layer
+# "ci-delivery-steps   123m   6%   1510Mi   19%": metrics-server answers through the aggregation layer
 top_node() { k top node "$NODE" --no-headers | grep -Eq "^$NODE +[0-9]+m +[0-9]+% +[0-9]+Mi +[0-9]+%"; }
 
 hpa_utilisation() { # the HPA's current CPU utilisation: a number, not <unknown>

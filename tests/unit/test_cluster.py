@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import cluster, tools
+from ci import cluster, paths, tools
 from ci.cluster import base, builtin, existing, kind
 from ci.cluster.base import ClusterInfo
 from ci.errors import ClusterError, ConfigError, EnvironmentNotReady, ToolError
@@ -179,7 +179,19 @@ def test_script_and_state_folder_follow_the_environment(
     monkeypatch.delenv("CLUSTER_STATE")
     assert builtin.script_path().name == "cluster.sh"
     assert builtin.script_path().is_file()  # this checkout's hack/cluster/cluster.sh
-    assert builtin.state_dir() == builtin.DEFAULT_STATE
+    assert builtin.state_dir() == builtin.default_state()
+
+
+def test_state_folder_of_the_former_name_stays_in_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CLUSTER_STATE", raising=False)
+    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path)
+    assert builtin.state_dir() == tmp_path / "ci-delivery-steps" / "cluster"
+    (tmp_path / "schedule-ci" / "cluster").mkdir(parents=True)
+    assert builtin.state_dir() == tmp_path / "schedule-ci" / "cluster"
+    (tmp_path / "ci-delivery-steps" / "cluster").mkdir(parents=True)
+    assert builtin.state_dir() == tmp_path / "ci-delivery-steps" / "cluster"
 
 
 def test_builtin_without_its_script_is_not_ready(tmp_path: Path) -> None:
