@@ -207,7 +207,13 @@ def require(spec: CrdSpec) -> Path:
         return schema_dir(spec)
     module = cached_module(spec)
     if module is not None:
-        convert(module / spec.folder, schema_dir(spec))
+        try:
+            convert(module / spec.folder, schema_dir(spec))
+        except OSError as exc:
+            raise ToolError(
+                f"cannot write the schemas of {spec.module} {spec.version} into "
+                f"{schema_dir(spec)}: {exc.strerror or exc}; {INSTALL_HINT}"
+            ) from None
         return schema_dir(spec)
     raise ToolError(
         f"schemas of {spec.module} {spec.version} ({spec.group} CRDs) not found in "
@@ -231,5 +237,10 @@ def load(api_version: str, kind: str) -> dict[str, Any] | None:
 def _load(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToolError(
+            f"{path}: unreadable schema ({exc}); delete its folder and {INSTALL_HINT}"
+        ) from None
     return data

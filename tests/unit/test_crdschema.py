@@ -286,3 +286,14 @@ def test_doctor_reports_each_set_and_where_it_comes_from(caches: dict[str, Path]
     crds.require(spec)
     found = {s.name: s for s in tools.doctor()}["gateway-api-crds"]
     assert (found.source, found.path) == ("pinned", crds.schema_dir(spec))
+
+
+def test_an_unreadable_cached_schema_names_the_file_and_the_fix(caches: dict[str, Path]) -> None:
+    spec = tools.CRDS["gateway-api-crds"]
+    _fake_module(caches["gomod"], spec, ROUTE_CRD)
+    broken = crds.require(spec) / "gateway.networking.k8s.io" / "httproute_v1.json"
+    broken.write_text("{half")
+    with pytest.raises(
+        ToolError, match=r"httproute_v1\.json: unreadable schema .*run `make tools`$"
+    ):
+        crds.load("gateway.networking.k8s.io/v1", "HTTPRoute")
