@@ -439,6 +439,7 @@ def test_nginx_passes_the_trace_context_and_logs_json(
     assert post["method"] == "POST", post
     assert post["uri"] == "/api/schedules", post
     assert isinstance(post["request_time"], float | int), post
-    assert float(post["upstream_response_time"]) <= post["request_time"] + 0.001, post
+    assert float(post["upstream_response_time"]) >= 0, post  # one upstream, in seconds
+    assert post["upstream_status"] == "201", post
     assert plain["trace_id"] == "", plain
     assert plain["status"] == 200, plain
