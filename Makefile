@@ -61,8 +61,10 @@ lint: lint-python lint-imports lint-docker lint-workflows ## Static checks: ruff
 # The local pipeline runs the push workflow's commands with ci.local.yaml: ci.yaml plus the local
 # registry, the built-in cluster and values-local.yaml; images are built on the local base images.
 LOCAL_REGISTRY ?= 127.0.0.1:5000
+# The built-in cluster's kubeconfig, where hack/cluster/paths.sh keeps its state (or CI_KUBECONFIG).
+CI_KUBECONFIG ?= $(shell bash -c '. hack/cluster/paths.sh && echo "$$cluster_state/kubeconfig"')
 LOCAL_PIPELINE_ENV = \
-	CI_CONFIG=ci.local.yaml CI_REGISTRY=$(LOCAL_REGISTRY) \
+	CI_CONFIG=ci.local.yaml CI_REGISTRY=$(LOCAL_REGISTRY) CI_KUBECONFIG=$(CI_KUBECONFIG) \
 	BASE_MAVEN=$(LOCAL_REGISTRY)/base/maven:bookworm BASE_JRE=$(LOCAL_REGISTRY)/base/jre:bookworm \
 	BASE_NODE=$(LOCAL_REGISTRY)/base/node:bookworm BASE_NGINX=$(LOCAL_REGISTRY)/base/nginx:bookworm \
 	BASE_PGCLIENT=$(LOCAL_REGISTRY)/base/pgclient:bookworm
