@@ -35,6 +35,8 @@ from ci.config.model import (
     Signing,
     Smoke,
     SmokeCheck,
+    TagRule,
+    Tags,
     Verify,
 )
 from ci.config.validation import (
@@ -63,6 +65,8 @@ __all__ = [
     "Signing",
     "Smoke",
     "SmokeCheck",
+    "TagRule",
+    "Tags",
     "Verify",
     "_resolve_ref",
     "deep_merge",

@@ -19,6 +19,8 @@ from ci.config.model import (
     Signing,
     Smoke,
     SmokeCheck,
+    TagRule,
+    Tags,
     Verify,
 )
 from ci.config.validation import fill_defaults, schema
@@ -66,6 +68,7 @@ def build_config(path: Path, d: dict[str, Any]) -> Config:
             platforms=tuple(i["platforms"]),
             values_key=i.get("values_key", i["name"]),
             target=i.get("target"),
+            tag_rules=_tag_rules(i["tags"]) if "tags" in i else None,
         )
         for i in d["images"]
     )
@@ -94,7 +97,17 @@ def build_config(path: Path, d: dict[str, Any]) -> Config:
         smoke=smoke,
         data=d,
         build=Build(**d.get("build", {})),
+        tags=_tags(d.get("tags") or fill_defaults({}, schema()["properties"]["tags"])),
     )
+
+
+def _tags(t: dict[str, Any]) -> Tags:
+    return Tags(default_branch=t["default_branch"], rules=_tag_rules(t["rules"]))
+
+
+def _tag_rules(rules: list[dict[str, Any]]) -> tuple[TagRule, ...]:
+    """Rules as typed objects; the keys are the schema's, which mirror ``TagRule``."""
+    return tuple(TagRule(**r) for r in rules)
 
 
 def _arg(value: Any) -> str:

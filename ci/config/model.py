@@ -61,6 +61,33 @@ class Build:
 
 
 @dataclass(frozen=True)
+class TagRule:
+    """One ``tags.rules`` entry: which git fact becomes a tag, and how it is written.
+
+    Every option sits on one type so a rule reads like the file; the schema's semantic check
+    refuses an option that its ``type`` does not use.
+    """
+
+    type: str
+    prefix: str = ""
+    suffix: str = ""
+    length: int | None = None
+    pattern: str = ""
+    major_zero: bool = False
+    include_versions: bool = False
+    value: str = ""
+    enable: bool | str = True
+
+
+@dataclass(frozen=True)
+class Tags:
+    """``tags``: the rules every image follows (unless it has its own), and the default branch."""
+
+    default_branch: str = "main"
+    rules: tuple[TagRule, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Image:
     name: str
     dockerfile: Path
@@ -69,6 +96,8 @@ class Image:
     platforms: tuple[str, ...]
     values_key: str
     target: str | None = None
+    #: ``images[].tags``: this image's own rules, in place of ``tags.rules``.
+    tag_rules: tuple[TagRule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +215,11 @@ class Config:
     #: The file's data with every default filled in, as ``config show`` prints it.
     data: dict[str, Any]
     build: Build = field(default_factory=Build)
+    tags: Tags = field(default_factory=Tags)
+
+    def tag_rules(self, image: Image) -> tuple[TagRule, ...] | None:
+        """The image's own rules, else the file's; None means the schema's defaults."""
+        return image.tag_rules if image.tag_rules is not None else self.tags.rules
 
     def environment(self, name: str) -> Environment:
         """The named environment, or a usage error that lists the known ones."""

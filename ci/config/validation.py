@@ -19,6 +19,18 @@ from ci.errors import ConfigError, Location, format_path
 
 SCHEMA_RESOURCE = "config.schema.json"
 
+_COMMON_RULE_KEYS = ("type", "prefix", "suffix", "enable")
+#: The options each tag rule type reads; another one set on it is a mistake, not a no-op.
+TAG_RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "sha": (*_COMMON_RULE_KEYS, "length"),
+    "branch": _COMMON_RULE_KEYS,
+    "semver": (*_COMMON_RULE_KEYS, "pattern", "major_zero"),
+    "tag": (*_COMMON_RULE_KEYS, "include_versions"),
+    "pr": _COMMON_RULE_KEYS,
+    "raw": (*_COMMON_RULE_KEYS, "value"),
+    "latest": _COMMON_RULE_KEYS,
+}
+
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
     """Rules a JSON Schema cannot express: names that other steps look up must be unique, and
@@ -34,6 +46,7 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
             if name in seen:
                 yield (*base, i, "name"), f"duplicate name '{name}'"
             seen.add(name)
+    yield from _tag_rule_problems(data)
     envs = data.get("environments") or {}
     for name, env in envs.items():
         source = (env or {}).get("promote_from")
@@ -43,6 +56,28 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
                 ("environments", name, "promote_from"),
                 f"'{source}' is not another environment (expected one of: {others})",
             )
+
+
+def _tag_rule_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
+    """An option the rule's type ignores (``length`` on a ``branch`` rule) is refused."""
+    lists: list[tuple[KeyPath, list[dict[str, Any]]]] = [
+        (("tags", "rules"), (data.get("tags") or {}).get("rules", []))
+    ]
+    lists += [
+        (("images", i, "tags"), image["tags"])
+        for i, image in enumerate(data.get("images", []))
+        if "tags" in image
+    ]
+    for base, rules in lists:
+        for n, rule in enumerate(rules):
+            allowed = TAG_RULE_KEYS[rule["type"]]
+            for key in rule:
+                if key not in allowed:
+                    yield (
+                        (*base, n, key),
+                        f"not an option of a '{rule['type']}' rule "
+                        f"(expected one of: {', '.join(allowed)})",
+                    )
 
 
 # ----------------------------------------------------------------------------- schema

@@ -151,7 +151,12 @@ def _job(
     return Job(
         image=image,
         repository=cfg.registry.repository(image.name),
-        tags=image_tags(git, CONTENT_TAG_PREFIX + digest[:CONTENT_HASH_LEN]),
+        tags=image_tags(
+            git,
+            CONTENT_TAG_PREFIX + digest[:CONTENT_HASH_LEN],
+            cfg.tag_rules(image),
+            cfg.tags.default_branch,
+        ),
         input_hash=digest,
         build_args={**image.build_args, **auto},
         labels=labels,
