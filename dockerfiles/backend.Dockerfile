@@ -5,9 +5,10 @@ ARG RUNTIME_IMAGE=eclipse-temurin:17-jre
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
-# Dependencies first: this layer is reused as long as pom.xml does not change.
+# Dependencies first: this layer is reused as long as pom.xml does not change. `resolve` follows
+# Maven's own resolution (go-offline would also fetch optional dependencies nothing uses).
 COPY pom.xml ./
-RUN mvn -B -q -ntp dependency:go-offline
+RUN mvn -B -q -ntp dependency:resolve dependency:resolve-plugins
 COPY src ./src
 RUN mvn -B -q -ntp -DskipTests package \
  && mv target/app.jar /src/app.jar
