@@ -56,6 +56,14 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
                 ("environments", name, "promote_from"),
                 f"'{source}' is not another environment (expected one of: {others})",
             )
+    for i, check in enumerate((data.get("smoke") or {}).get("checks", [])):
+        for n, env_name in enumerate(check.get("environments", [])):
+            if env_name not in envs:
+                yield (
+                    ("smoke", "checks", i, "environments", n),
+                    f"'{env_name}' is not an environment (expected one of: "
+                    f"{', '.join(sorted(envs)) or 'none'})",
+                )
 
 
 def _tag_rule_problems(data: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
@@ -172,6 +180,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _enum_value(value: Any) -> str:
+    """An allowed value as the file spells it (``true``, not Python's ``True``)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -220,7 +233,7 @@ _DESCRIBE: dict[str, Callable[[Any], str]] = {
     "minimum": _d_bound,
     "maximum": _d_bound,
     "enum": lambda e: (
-        f"expected one of: {', '.join(map(str, e.schema['enum']))}; got {_show(e.instance)}"
+        f"expected one of: {', '.join(map(_enum_value, e.schema['enum']))}; got {_show(e.instance)}"
     ),
     "const": lambda e: f"expected {_show(e.schema['const'])}, got {_show(e.instance)}",
     "minItems": lambda e: (

@@ -329,7 +329,7 @@ def test_configured_rules_and_a_per_image_override(tmp_path: Path) -> None:
         (
             {"rules": [{"type": "sha", "enable": "sometimes"}]},
             None,
-            "tags.rules[0].enable: expected one of:",
+            "tags.rules[0].enable: expected one of: true, false, branch, default_branch, tag, pr;",
         ),
         (
             {"rule": []},
