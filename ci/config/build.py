@@ -188,4 +188,5 @@ def _check(c: dict[str, Any]) -> SmokeCheck:
         request=c.get("request"),
         expect_spans=tuple(c.get("expect_spans", ())),
         since=seconds(c.get("since", 900)),
+        environments=tuple(c.get("environments", ())),
     )

@@ -191,6 +191,13 @@ class SmokeCheck:
     request: str | None = None
     expect_spans: tuple[dict[str, str], ...] = ()
     since: int = 900
+    #: the environments this check runs in; empty: every environment
+    environments: tuple[str, ...] = ()
+
+    def runs_in(self, env: str) -> bool:
+        """Observability checks need an environment's Prometheus, Jaeger and log store, which
+        not every environment has (or lets the pipeline reach): they can be limited."""
+        return not self.environments or env in self.environments
 
 
 @dataclass(frozen=True)

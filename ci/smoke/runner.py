@@ -80,8 +80,10 @@ class Runner:
     def run(self, checks: tuple[SmokeCheck, ...] | None = None) -> list[CheckResult]:
         end = self.clock() + self.deadline_s
         results = []
+        env = self.target.env.name
         for check in self.cfg.smoke.checks if checks is None else checks:
-            results.append(self._retry(check, end))
+            if check.runs_in(env):
+                results.append(self._retry(check, end))
         return results
 
     def _retry(self, check: SmokeCheck, end: float) -> CheckResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from ci import config, release, smoke
@@ -247,11 +248,13 @@ def test_rollback_decision(cfg: config.Config) -> None:
 
 
 def write_config(tmp_path: Path, url: str) -> Path:
-    text = (ROOT / "ci.yaml").read_text()
-    text = text.replace("    - name: helm-test\n      type: helm-test\n", "")
-    text = text.replace("deadline: 3m", "deadline: 1s").replace("interval: 5s", "interval: 1s")
+    """ci.yaml with its HTTP checks only (no helm test, no Prometheus or Jaeger here)."""
+    data = yaml.safe_load((ROOT / "ci.yaml").read_text())
+    checks = data["smoke"]["checks"]
+    data["smoke"] |= {"deadline": "1s", "interval": "1s"}
+    data["smoke"]["checks"] = [c for c in checks if c.get("type", "http") == "http"]
     path = ROOT / f".ci-test-{tmp_path.name}.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -319,3 +322,16 @@ def test_judge_helm_test() -> None:
     verdict = smoke.judge_helm_test(1, failed)
     assert (verdict.ok, verdict.reason) == (False, "helm test exited 1 (test phase Failed)")
     assert not smoke.judge_helm_test(1, "Error: release not found\n").ok
+
+
+def test_a_check_limited_to_other_environments_does_not_run(
+    cfg: config.Config, server: tuple[str, dict[str, Any]]
+) -> None:
+    url, _ = server
+    frontend = next(c for c in cfg.smoke.checks if c.name == "frontend")
+    only_prod = replace(frontend, name="prod-only", environments=("prod",))
+    target = smoke.Target(cfg.environments["staging"], url)
+    results = smoke.Runner(cfg, target).run((frontend, only_prod))
+    assert [r.name for r in results] == ["frontend"]
+    target = smoke.Target(cfg.environments["prod"], url)
+    assert [r.name for r in smoke.Runner(cfg, target).run((only_prod,))] == ["prod-only"]
