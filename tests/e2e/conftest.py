@@ -76,6 +76,14 @@ E2E_VALUES: dict[str, Any] = {
             "requests": {"cpu": "100m", "memory": "256Mi"},
             "limits": {"cpu": "100m", "memory": "256Mi"},
         },
+        # on as in staging: the local stand-in of the pinned postgres_exporter
+        "metrics": {
+            "image": {
+                "repository": f"{REGISTRY}/base/postgres-exporter",
+                "tag": "bookworm",
+                "pullPolicy": "Always",
+            }
+        },
     },
     "rabbitmq": {
         "image": {
