@@ -218,7 +218,11 @@ def _config_text(values_file: Path) -> str:
             # Same release, short timeout: a broken upgrade is rolled back within minutes.
             "e2e-short": {**env, "timeout": "150s"},
         },
-        "smoke": base["smoke"],
+        # the checks of every environment; the observability ones name environments of ci.yaml
+        "smoke": {
+            **base["smoke"],
+            "checks": [c for c in base["smoke"]["checks"] if "environments" not in c],
+        },
     }
     return yaml.safe_dump(data, sort_keys=False)
 
