@@ -146,21 +146,22 @@ def upgrade_argv(
     *,
     kubeconfig: str | None,
     server_side: bool | None,
-    repair_drift: bool = False,
 ) -> helmlib.Argv:
     """The one ``helm upgrade --install`` a deploy runs.
 
     Waits for readiness and Jobs, rolls back on failure (``--atomic`` / ``--rollback-on-
     failure``), and on Helm 4 states the apply mode explicitly (server-side unless asked
     otherwise), so a default changing between Helm releases cannot change how objects apply.
-    With ``repair_drift`` server-side apply forces its conflicts (the chart's fields win).
+    Server-side apply always forces its conflicts: the chart's fields win.
     """
     env = plan.env
     if server_side is None and helm.major >= 4:
         server_side = True
-    # A field changed by hand (``kubectl scale``) belongs to another field manager now;
-    # repairing drift takes it back for the chart, which server-side apply does only when told.
-    force_conflicts = repair_drift and bool(server_side)
+    # A field changed by hand (``kubectl scale``) belongs to another field manager now, and
+    # server-side apply refuses to take it back unless told: every later upgrade, and the
+    # rollback of a failed one, would fail on that conflict. The chart is what a deploy
+    # applies, so its fields always win (the drift check reports what it repairs).
+    force_conflicts = bool(server_side)
     return helmlib.upgrade_argv(
         helm,
         env.release,

@@ -243,7 +243,6 @@ def _upgrade(d: _Deploy) -> None:
         plan,
         kubeconfig=cluster.kubeconfig,
         server_side=d.opts.server_side,
-        repair_drift=bool(d.result.decision.drift),
     )
     report.line(f"helm upgrade --install {plan.env.release} -> {plan.env.namespace}")
     run = watch_helm(d.client, plan.env, report, d.result.since, argv, what="helm upgrade")

@@ -396,13 +396,17 @@ def test_a_cached_chart_check_is_reused_only_for_the_same_key(tmp_path: Path) ->
     assert chart._cached(cache, "k1", tmp_path / "rendered", [env]) is None  # rendering gone
 
 
-def test_repairing_drift_on_helm_4_forces_server_side_apply_conflicts(plan: deploy.Plan) -> None:
+def test_server_side_apply_on_helm_4_always_forces_its_conflicts(plan: deploy.Plan) -> None:
+    """A field another manager took (kubectl scale) would otherwise fail every later upgrade
+    and the rollback of a failed one, drift or not."""
     h4 = helm.Helm("/bin/helm4", "v4.3.1")
     h3 = helm.Helm("/bin/helm3", "v3.22.0")
-    argv = deploy.upgrade_argv(h4, plan, kubeconfig=None, server_side=None, repair_drift=True)
+    argv = deploy.upgrade_argv(h4, plan, kubeconfig=None, server_side=None)
     assert "--force-conflicts" in argv
     assert "--server-side=true" in argv
     plain = deploy.upgrade_argv(h4, plan, kubeconfig=None, server_side=None)
-    assert "--force-conflicts" not in plain
-    helm3 = deploy.upgrade_argv(h3, plan, kubeconfig=None, server_side=None, repair_drift=True)
+    assert "--force-conflicts" in plain
+    client = deploy.upgrade_argv(h4, plan, kubeconfig=None, server_side=False)
+    assert "--force-conflicts" not in client
+    helm3 = deploy.upgrade_argv(h3, plan, kubeconfig=None, server_side=None)
     assert "--force-conflicts" not in helm3  # client-side apply overwrites anyway
