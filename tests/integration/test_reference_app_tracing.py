@@ -158,6 +158,32 @@ def as_postgres(argv: list[str]) -> list[str]:
     return [require("runuser", "install util-linux"), "-u", "postgres", "--", *argv]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def prerequisites() -> None:
+    """What a fresh machine lacks: the Debian packages (installed when missing) and the jar
+    (built with Maven when it is not there yet, as `mvn package` would leave it)."""
+    initdb = next(
+        iter(glob.glob("/usr/lib/postgresql/*/bin/initdb")), "/usr/lib/postgresql/15/bin/initdb"
+    )
+    pairs = [
+        f"{initdb}=postgresql",
+        "/usr/lib/rabbitmq/bin/rabbitmq-server=rabbitmq-server",
+        "nginx=nginx-light",
+        "java=openjdk-17-jdk-headless",
+        "mvn=maven",
+    ]
+    ensure = subprocess.run([str(ROOT / "hack/ensure-packages.sh"), *pairs], check=False)
+    if ensure.returncode != 0:
+        pytest.fail(f"hack/ensure-packages.sh {' '.join(pairs)} failed")
+    if not JAR.is_file():
+        build = subprocess.run(
+            ["mvn", "-q", "-B", "-ntp", "package", "-DskipTests"],
+            cwd=JAR.parents[1], capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if build.returncode != 0:
+            pytest.fail(f"mvn package failed:\n{build.stdout[-3000:]}{build.stderr[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def postgres(workdir: Path) -> Iterator[int]:
     """A throwaway cluster on a free port, trust auth on 127.0.0.1, database `schedules`."""
