@@ -182,7 +182,9 @@ def test_docker_daemon_down_names_the_images(project: Project) -> None:
         "images", "build", "--builder", "docker", DOCKER_HOST="unix:///tmp/no-such-docker.sock"
     )
     assert proc.returncode == 3
-    assert proc.stderr.startswith("error: cannot build api, web: docker daemon not reachable")
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot build api, web: --builder docker: docker is not avail")
+    assert "docker daemon not reachable at unix:///tmp/no-such-docker.sock" in line
 
 
 def test_dockerfile_syntax_error_points_at_the_line(project: Project) -> None:
