@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from ci import helm
+from ci.errors import CiError
+
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = "127.0.0.1:5000"
 # Build arguments that select the local stand-ins for the upstream base images (make base-images).
@@ -108,6 +111,18 @@ class Docker:
             self.run("network", "rm", name, check=False, timeout=60)
         self.containers.clear()
         self.networks.clear()
+
+
+@pytest.fixture(params=[3, 4], ids=lambda m: f"helm{m}", scope="module")
+def helm_bin(request: pytest.FixtureRequest) -> helm.Helm:
+    """The pinned Helm of each major, for the tests that run under both; a missing one
+    fails with the command that installs it."""
+    try:
+        found = helm.find(request.param)
+    except CiError as exc:
+        pytest.fail(f"Helm {request.param} is needed: {exc} (run `make tools`)")
+    assert found.major == request.param
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -22,24 +22,12 @@ import yaml
 from ci import chart, config, helm, validate
 from ci.chart import Rendered
 from ci.config import Config, Environment
-from ci.errors import CiError
 from ci.manifests import Finding, parse_manifests
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = "schedule-app"
-
-
-@pytest.fixture(params=[3, 4], ids=lambda m: f"helm{m}", scope="module")
-def helm_bin(request: pytest.FixtureRequest) -> helm.Helm:
-    """The pinned Helm of each major; a missing one fails with the command that installs it."""
-    try:
-        found = helm.find(request.param)
-    except CiError as exc:
-        pytest.fail(f"Helm {request.param} is needed: {exc} (run `make tools`)")
-    assert found.major == request.param
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -37,17 +37,6 @@ ALERTS = [
 ]
 
 
-@pytest.fixture(params=[3, 4], ids=lambda m: f"helm{m}", scope="module")
-def helm_bin(request: pytest.FixtureRequest) -> helm.Helm:
-    """The pinned Helm of each major; a missing one fails with the command that installs it."""
-    try:
-        found = helm.find(request.param)
-    except CiError as exc:
-        pytest.fail(f"Helm {request.param} is needed: {exc} (run `make tools`)")
-    assert found.major == request.param
-    return found
-
-
 @pytest.fixture(scope="module")
 def promtool() -> Path:
     try:

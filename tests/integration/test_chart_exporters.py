@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from ci import helm
-from ci.errors import CiError
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +30,6 @@ LOCAL = CHART / "values-local.yaml"
 EXPORTER = "-postgresql-metrics"
 MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 RELEASE_PODS = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "schedule-app"}}}
-
-
-@pytest.fixture(params=[3, 4], ids=lambda m: f"helm{m}", scope="module")
-def helm_bin(request: pytest.FixtureRequest) -> helm.Helm:
-    """The pinned Helm of each major; a missing one fails with the command that installs it."""
-    try:
-        found = helm.find(request.param)
-    except CiError as exc:
-        pytest.fail(f"Helm {request.param} is needed: {exc} (run `make tools`)")
-    assert found.major == request.param
-    return found
 
 
 def template(

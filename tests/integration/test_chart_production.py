@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from ci import helm
-from ci.errors import CiError
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +38,6 @@ ALL_FEATURES = [
 ]
 #: Longest release name Helm accepts.
 LONG_RELEASE = ("schedule-prod-eu-west-" * 3)[:52] + "1"
-
-
-@pytest.fixture(params=[3, 4], ids=lambda m: f"helm{m}", scope="module")
-def helm_bin(request: pytest.FixtureRequest) -> helm.Helm:
-    """The pinned Helm of each major; a missing one fails with the command that installs it."""
-    try:
-        found = helm.find(request.param)
-    except CiError as exc:
-        pytest.fail(f"Helm {request.param} is needed: {exc} (run `make tools`)")
-    assert found.major == request.param
-    return found
 
 
 def template(
