@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,9 +91,16 @@ def template_path(cfg: Config, source: str) -> Path:
 
 
 def render(
-    cfg: Config, helm: helmcmd.Helm, env: Environment, set_values: Sequence[str] = ()
+    cfg: Config,
+    helm: helmcmd.Helm,
+    env: Environment,
+    set_values: Sequence[str] = (),
+    set_strings: Mapping[str, str] | None = None,
 ) -> Rendered:
-    """``helm template`` for one environment, as the release would be installed."""
+    """``helm template`` for one environment, as the release would be installed.
+
+    ``set_strings`` are values that must stay strings (image tags), whatever they look like.
+    """
     argv = helmcmd.template_argv(
         helm,
         cfg.chart.path,
@@ -102,6 +109,7 @@ def render(
         values=env.values,
         kube_version=cfg.chart.kubernetes_version,
         set_values=set_values,
+        set_strings=set_strings,
     )
     result = proc.run(argv, timeout=120, check=False, what=f"helm template ({env.name})")
     if not result.ok:

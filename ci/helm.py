@@ -94,14 +94,28 @@ def _values_flags(values: Iterable[Path | str]) -> Argv:
     return tuple(arg for v in values for arg in ("--values", str(v)))
 
 
-def _set_flags(set_values: Mapping[str, str] | Sequence[str]) -> Argv:
-    """``--set`` for each ``key=value``; strings keep their type as Helm infers it."""
+def escape_set(value: str) -> str:
+    """Escape a value for ``--set``/``--set-string``: ``,`` separates pairs, ``\\`` escapes."""
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def _set_flags(
+    set_values: Mapping[str, str] | Sequence[str], set_strings: Mapping[str, str] | None = None
+) -> Argv:
+    """``--set`` for each ``key=value`` (Helm infers the type) and ``--set-string`` for each
+    value that must stay a string whatever it looks like: a tag or SHA made only of digits
+    would otherwise reach the chart as a number and fail its schema.
+    """
     pairs = (
         [f"{k}={v}" for k, v in set_values.items()]
         if isinstance(set_values, Mapping)
         else list(set_values)
     )
-    return tuple(arg for p in pairs for arg in ("--set", p))
+    strings = [f"{k}={escape_set(v)}" for k, v in (set_strings or {}).items()]
+    return (
+        *(arg for p in pairs for arg in ("--set", p)),
+        *(arg for p in strings for arg in ("--set-string", p)),
+    )
 
 
 def _scope_flags(namespace: str | None, kube_context: str | None, kubeconfig: str | None) -> Argv:
@@ -126,9 +140,16 @@ def lint_argv(
     strict: bool = True,
     kube_version: str | None = None,
     set_values: Mapping[str, str] | Sequence[str] = (),
+    set_strings: Mapping[str, str] | None = None,
 ) -> Argv:
     """``helm lint`` (values.schema.json is always applied by lint in both majors)."""
-    argv = [helm.path, "lint", str(chart), *_values_flags(values), *_set_flags(set_values)]
+    argv = [
+        helm.path,
+        "lint",
+        str(chart),
+        *_values_flags(values),
+        *_set_flags(set_values, set_strings),
+    ]
     if strict:
         argv.append("--strict")
     if kube_version:
@@ -148,6 +169,7 @@ def template_argv(
     output_dir: Path | str | None = None,
     include_crds: bool = True,
     set_values: Mapping[str, str] | Sequence[str] = (),
+    set_strings: Mapping[str, str] | None = None,
 ) -> Argv:
     """``helm template``: render offline, as the release would be installed in ``namespace``.
 
@@ -162,7 +184,7 @@ def template_argv(
         "--namespace",
         namespace,
         *_values_flags(values),
-        *_set_flags(set_values),
+        *_set_flags(set_values, set_strings),
     ]
     if kube_version:
         argv += ["--kube-version", kube_version]
@@ -193,6 +215,7 @@ def upgrade_argv(
     namespace: str,
     values: Iterable[Path | str] = (),
     set_values: Mapping[str, str] | Sequence[str] = (),
+    set_strings: Mapping[str, str] | None = None,
     install: bool = True,
     wait: bool = True,
     wait_for_jobs: bool = True,
@@ -216,7 +239,7 @@ def upgrade_argv(
     if install:
         argv.append("--install")
     argv += _scope_flags(namespace, kube_context, kubeconfig)
-    argv += [*_values_flags(values), *_set_flags(set_values)]
+    argv += [*_values_flags(values), *_set_flags(set_values, set_strings)]
     argv += _wait_flags(helm, wait)
     if wait and wait_for_jobs:
         argv.append("--wait-for-jobs")

@@ -31,10 +31,10 @@ from ci.deploy.plan import (
     Options,
     Plan,
     deploy_info_values,
-    escape_set,
     image_set_values,
     make_plan,
     set_args,
+    string_args,
     upgrade_argv,
 )
 from ci.deploy.promotion import check as check_promotion
@@ -84,7 +84,6 @@ __all__ = [
     "decide_recovery",
     "deploy_info_values",
     "diff_manifests",
-    "escape_set",
     "history_text",
     "image_set_values",
     "index_manifests",
@@ -97,5 +96,6 @@ __all__ = [
     "run",
     "run_rollback",
     "set_args",
+    "string_args",
     "upgrade_argv",
 ]

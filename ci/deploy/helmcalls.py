@@ -9,7 +9,7 @@ from typing import Any
 from ci import helm as helmlib
 from ci import proc
 from ci.config import Environment
-from ci.deploy.plan import Plan, set_args
+from ci.deploy.plan import Plan, set_args, string_args
 from ci.errors import ProcessError
 
 
@@ -76,6 +76,7 @@ class Cluster:
                 namespace=self.env.namespace,
                 values=plan.values,
                 set_values=set_args(plan),
+                set_strings=string_args(plan),
                 include_crds=False,
             )
         )

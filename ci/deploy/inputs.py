@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ci import helm as helmlib
 from ci import proc
 from ci.config import Config
-from ci.deploy.plan import Plan, set_args
+from ci.deploy.plan import Plan, set_args, string_args
 from ci.errors import ConfigError, DeployError
 from ci.manifests import ERROR, Issue, Manifest, parse_manifests
 from ci.registry import Client, split_reference
@@ -81,6 +81,7 @@ def render(cfg: Config, helm: helmlib.Helm, plan: Plan) -> str:
         namespace=plan.env.namespace,
         values=plan.values,
         set_values=set_args(plan),
+        set_strings=string_args(plan),
         kube_version=cfg.chart.kubernetes_version,
         include_crds=False,
     )

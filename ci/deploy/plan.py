@@ -7,6 +7,7 @@ so bad input stops with one line (exit 2) and nothing half-done.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,6 @@ class Plan:
         return f"ci deploy {self.git_sha[:12]} by {self.triggered_by}: {imgs}"[:250]
 
 
-def escape_set(value: str) -> str:
-    """Escape a value for ``helm --set``, where ``,`` separates pairs and ``\\`` escapes."""
-    return value.replace("\\", "\\\\").replace(",", "\\,")
-
-
 def image_set_values(images: Iterable[ImageRef]) -> dict[str, str]:
     """Deploy by digest: each image's repository and digest under its values key."""
     out: dict[str, str] = {}
@@ -111,7 +107,7 @@ def make_plan(cfg: Config, opts: Options, environ: Mapping[str, str] | None = No
     ]
     who = release.triggered_by(environ)
     set_values = {**image_set_values(images), **deploy_info_values(git_sha, who)}
-    _check_set_pairs(opts.extra_set)
+    _set_keys(opts.extra_set)
     return Plan(
         env=env,
         chart_dir=cfg.chart.path,
@@ -127,17 +123,39 @@ def make_plan(cfg: Config, opts: Options, environ: Mapping[str, str] | None = No
     )
 
 
-def _check_set_pairs(items: Iterable[str]) -> None:
-    """Each extra ``--set`` must be ``KEY=VALUE``: bad input stops before the cluster is touched."""
+#: A ``,`` not escaped by ``\\`` separates the pairs of one ``--set``.
+_PAIR_SEPARATOR = re.compile(r"(?<!\\),")
+
+
+def _set_keys(items: Iterable[str]) -> list[str]:
+    """The keys an extra ``--set`` names; each pair must be ``KEY=VALUE``.
+
+    Bad input stops here, before the cluster is touched.
+    """
+    keys: list[str] = []
     for item in items:
-        key, sep, _value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        for pair in _PAIR_SEPARATOR.split(item):
+            key, sep, _value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            keys.append(key.strip())
+    return keys
 
 
 def set_args(plan: Plan) -> list[str]:
-    """The ``--set`` pairs for Helm: recorded values first, the command line's extras last."""
-    return [f"{k}={escape_set(v)}" for k, v in plan.set_values.items()] + list(plan.extra_set)
+    """The command line's extra ``--set`` pairs, typed as Helm infers them."""
+    return list(plan.extra_set)
+
+
+def string_args(plan: Plan) -> dict[str, str]:
+    """The recorded values (repositories, digests, commit, who), passed as ``--set-string``.
+
+    A tag or SHA made only of digits stays a string this way. Helm applies ``--set-string``
+    after ``--set`` whatever the order, so a key the command line sets is left out here:
+    the command line's extras still win, as they did when everything was ``--set``.
+    """
+    named = set(_set_keys(plan.extra_set))
+    return {k: v for k, v in plan.set_values.items() if k not in named}
 
 
 def upgrade_argv(
@@ -169,6 +187,7 @@ def upgrade_argv(
         namespace=env.namespace,
         values=plan.values,
         set_values=set_args(plan),
+        set_strings=string_args(plan),
         install=True,
         wait=True,
         wait_for_jobs=True,

@@ -187,6 +187,20 @@ def test_external_database_migrates_before_install(helm_bin: helm.Helm, cfg: Con
     )
 
 
+@pytest.mark.parametrize("tag", ["1234567", "0123456", "5e12345"])
+def test_a_tag_of_digits_renders_as_a_string(helm_bin: helm.Helm, cfg: Config, tag: str) -> None:
+    """A short SHA can be all digits; passed with ``--set`` Helm makes it a number, which
+    the values schema refuses (``got number, want string``)."""
+    strings = {"backend.image.tag": tag, "deployInfo.gitSha": tag}
+    rendered = chart.render(cfg, helm_bin, cfg.environment("staging"), set_strings=strings)
+    (container,) = [
+        c
+        for c in one(rendered, "Deployment", "-backend")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "backend"
+    ]
+    assert container["image"].endswith(f":{tag}")
+
+
 def test_app_release_does_not_restart_the_databases(helm_bin: helm.Helm, cfg: Config) -> None:
     env = cfg.environment("prod")
     before = chart.render(cfg, helm_bin, env)

@@ -62,7 +62,8 @@ def rendered(dbtools_image: str, base_images: dict[str, str]) -> chart.Rendered:
         pytest.fail(f"Helm 3 is needed: {exc} (run `make tools`)")
     cfg = config.load(ROOT / "ci.yaml")
     repo, tag = dbtools_image.split(":")
-    sets = ["backup.enabled=true", f"dbtools.image.repository={repo}", f"dbtools.image.tag={tag}"]
+    # Tags as strings: a tag of digits only (a short SHA can be one) is otherwise a number.
+    strings = {"dbtools.image.repository": repo, "dbtools.image.tag": tag}
     images = (
         ("postgresql", "postgres"),
         ("rabbitmq", "rabbitmq"),
@@ -70,8 +71,8 @@ def rendered(dbtools_image: str, base_images: dict[str, str]) -> chart.Rendered:
     )
     for key, base in images:
         image_repo, image_tag = base_images[base].split(":")
-        sets += [f"{key}.image.repository={image_repo}", f"{key}.image.tag={image_tag}"]
-    return chart.render(cfg, h, cfg.environment("staging"), sets)
+        strings |= {f"{key}.image.repository": image_repo, f"{key}.image.tag": image_tag}
+    return chart.render(cfg, h, cfg.environment("staging"), ["backup.enabled=true"], strings)
 
 
 def find(rendered: chart.Rendered, kind: str, suffix: str) -> dict[str, Any]:

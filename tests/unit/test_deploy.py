@@ -157,7 +157,40 @@ def test_prod_refuses_other_chart_version(cfg: config.Config, tmp_path: Path) ->
 
 
 def test_escape_set() -> None:
-    assert deploy.escape_set(r"a,b\c") == r"a\,b\\c"
+    assert helm.escape_set(r"a,b\c") == r"a\,b\\c"
+
+
+def flag_values(argv: tuple[str, ...], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+@pytest.mark.parametrize("sha", ["1234567", "5e12345", "0123456"])
+def test_recorded_values_stay_strings_whatever_they_look_like(
+    cfg: config.Config, images_file: Path, sha: str
+) -> None:
+    """A commit of digits only is a number to ``--set`` and fails the chart's schema."""
+    data = json.loads(images_file.read_text())
+    images_file.write_text(json.dumps({**data, "git": {"sha": sha}}))
+    argv = deploy.upgrade_argv(H3, plan_for(cfg, images_file), kubeconfig=None, server_side=None)
+    strings = flag_values(argv, "--set-string")
+    assert f"deployInfo.gitSha={sha}" in strings
+    assert f"backend.image.digest={DIGEST}" in strings
+    assert not [s for s in flag_values(argv, "--set") if s.startswith("deployInfo.")]
+
+
+def test_an_extra_set_of_a_recorded_key_wins(cfg: config.Config, images_file: Path) -> None:
+    """Helm applies ``--set-string`` after ``--set``: the recorded pair is left out instead."""
+    other = "sha256:" + "2" * 64
+    plan = plan_for(cfg, images_file, extra_set=(f"a=1,backend.image.digest={other}",))
+    argv = deploy.upgrade_argv(H3, plan, kubeconfig=None, server_side=None)
+    assert not [s for s in flag_values(argv, "--set-string") if "backend.image.digest" in s]
+    assert flag_values(argv, "--set") == [f"a=1,backend.image.digest={other}"]
+    assert f"frontend.image.digest={DIGEST}" in flag_values(argv, "--set-string")
+
+
+def test_an_escaped_comma_does_not_split_a_pair(cfg: config.Config, images_file: Path) -> None:
+    plan = plan_for(cfg, images_file, extra_set=(r"a=x\,y",))
+    assert deploy.set_args(plan) == [r"a=x\,y"]
 
 
 def test_helm3_argv(cfg: config.Config, images_file: Path) -> None:
@@ -171,9 +204,8 @@ def test_helm3_argv(cfg: config.Config, images_file: Path) -> None:
     assert argv[argv.index("--namespace") + 1] == "schedule-staging"
     assert argv[argv.index("--kubeconfig") + 1] == "/k"
     assert argv[argv.index("--timeout") + 1] == "600s"
-    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    assert f"backend.image.digest={DIGEST}" in sets
-    assert sets[-1] == "x.y=1"
+    assert f"backend.image.digest={DIGEST}" in flag_values(argv, "--set-string")
+    assert flag_values(argv, "--set") == ["x.y=1"]
     assert argv[argv.index("--description") + 1] == plan.description
 
 
