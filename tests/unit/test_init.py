@@ -62,6 +62,7 @@ def test_init_writes_a_valid_configuration_a_workflow_and_a_starter_chart(tmp_pa
     ]
     assert set(cfg.environments) == {"staging", "prod"}
     assert cfg.environments["prod"].approval is True
+    assert cfg.environments["prod"].promote_from == "staging"
     values = yaml.safe_load((root / "charts/shop-front/values.yaml").read_text())
     assert values["services"]["catalog"]["port"] == 8081
     assert values["ingress"]["paths"] == [{"path": "/", "service": "web"}]
