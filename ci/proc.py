@@ -41,9 +41,10 @@ DEFAULT_GRACE = 30.0
 #: The signals passed on to running programs.
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
 
-#: Programs running now, in any thread: an interrupt is passed on to each of them.
+#: Programs running now, in any thread: an interrupt is passed on to each of them. Re-entrant:
+#: the signal handler takes it in the main thread, which may hold it when the signal lands.
 _live: set[subprocess.Popen[str]] = set()
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()
 
 
 class Signalled(KeyboardInterrupt):
