@@ -269,6 +269,9 @@ def test_an_interrupted_deploy_leaves_no_helm_and_one_deployed_revision(
     safety: Safety, point: str, sig: signal.Signals
 ) -> None:
     value = f"{point}-{sig.name}".lower()
+    if not deployed(safety.history()):  # an upgrade is interrupted, not the first install
+        first = safety.deploy()
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     before = len(safety.history())
     run = start_deploy(safety, "--set", f"frontend.podAnnotations.interrupted={value}")
     if point == "before-helm":
