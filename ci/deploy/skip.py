@@ -124,6 +124,32 @@ def index_live(items: Iterable[dict[str, Any]], namespace: str) -> dict[Key, Any
     return out
 
 
+#: The status lines' prefixes (``deployment/x 1/2 ready``) as the manifest's kinds.
+_STATUS_KINDS = {
+    "deployment": "Deployment",
+    "statefulset": "StatefulSet",
+    "pvc": "PersistentVolumeClaim",
+}
+
+
+def unready(status: Iterable[tuple[str, bool]], release: Mapping[Key, Any]) -> list[str]:
+    """The release's own workloads and claims that are not ready, as their status lines.
+
+    Only what the release's manifest holds counts, as for Helm's ``--wait``: a hook's claim
+    (the backup volume, kept across uninstalls) stays ``Pending`` until its first consumer
+    runs on a ``WaitForFirstConsumer`` class, and another release's Deployment in the same
+    namespace is not this release's health. Jobs never count: hooks are deleted when done.
+    """
+    names = {(kind, name) for kind, _namespace, name in release}
+    out = []
+    for line, done in status:
+        short, _, name = line.split(" ", 1)[0].partition("/")
+        kind = _STATUS_KINDS.get(short)
+        if not done and kind is not None and (kind, name) in names:
+            out.append(line)
+    return out
+
+
 def decide(  # noqa: PLR0911 -- one return per reason, in the order they are checked
     *,
     force: bool,

@@ -183,14 +183,11 @@ def _decide(
     drifted: list[str] = []
     if not changes:
         ns = plan.env.namespace
-        not_ready = [
-            line
-            for line, done in kube.status_lines(client, ns)
-            if not done and not line.startswith("job/")
-        ]
+        release = index_manifests(live, ns)
+        not_ready = skip.unready(kube.status_lines(client, ns), release)
         if not not_ready:
             objects = skip.index_live(cluster.live_objects(live), ns)
-            drifted = skip.drift(index_manifests(live, ns), objects)
+            drifted = skip.drift(release, objects)
     return skip.decide(
         force=False, status=status, changes=len(changes), not_ready=not_ready, drifted=drifted
     )

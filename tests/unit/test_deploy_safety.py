@@ -287,6 +287,27 @@ def test_a_deleted_object_is_drift() -> None:
     assert skip.drift({key: DEPLOYMENT}, {}) == ["Deployment/backend (ns): missing"]
 
 
+def test_only_the_releases_own_workloads_and_claims_decide_its_health() -> None:
+    """A hook's backup claim waits for its first consumer; another release is not this one."""
+    release = {
+        ("Deployment", "ns", "app-backend"): {},
+        ("PersistentVolumeClaim", "ns", "app-uploads"): {},
+    }
+    status = [
+        ("deployment/app-backend 1/2 ready", False),
+        ("deployment/other-web 0/1 ready", False),
+        ("pvc/app-backup Pending", False),
+        ("pvc/app-uploads Pending", False),
+        ("job/app-migration (hook pre-upgrade): running", False),
+        ("statefulset/app-db 1/1 ready", True),
+    ]
+    assert skip.unready(status, release) == [
+        "deployment/app-backend 1/2 ready",
+        "pvc/app-uploads Pending",
+    ]
+    assert skip.unready([("deployment/app-backend 2/2 ready", True)], release) == []
+
+
 def test_index_live_keys_objects_like_the_manifest() -> None:
     items = [live_copy()]
     assert list(skip.index_live(items, "other")) == [("Deployment", "ns", "backend")]
