@@ -1,8 +1,8 @@
 """`make ci-local` end to end: the whole pipeline twice, as a person would run it.
 
 The first run may build or reuse images and installs or upgrades the `staging` environment of
-ci.local.yaml on the built-in cluster; the second, with nothing changed, must build no image and
-upgrade cleanly to the next revision, with smoke checks passing both times.
+ci.local.yaml on the built-in cluster; the second, with nothing changed, must build no image,
+reuse the chart check and skip the deploy (no new revision), with smoke checks passing both times.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".ci-out"
 NAMESPACE = "schedule-local"
+SKIP_REASON = "unchanged: manifests equal the live release, which is healthy"
 
 
 def make_ci_local() -> subprocess.CompletedProcess[str]:
@@ -49,11 +50,17 @@ def test_make_ci_local_twice(cluster_info: ClusterInfo) -> None:
     assert isinstance(images, list)
     assert {i["status"] for i in images} == {"cached"}, images
     release = read("release.json")
-    assert release["revision"] == int(str(revision)) + 1
-    assert release["previous_revision"] == revision
+    assert release["deploy"] == {"action": "skipped", "reason": SKIP_REASON}, release["deploy"]
+    assert release["revision"] == revision, "a no-change deploy made a new revision"
     assert read("smoke.json")["result"] == "passed"
-    steps = [s["name"] for s in cast(list[dict[str, str]], read("pipeline.json")["steps"])]
-    assert steps == ["config", "images", "chart", "deploy", "smoke"]
+    steps = cast(list[dict[str, str]], read("pipeline.json")["steps"])
+    assert [s["name"] for s in steps] == ["config", "images", "chart", "deploy", "smoke"]
+    outcomes = {s["name"]: s["outcome"] for s in steps}
+    assert (outcomes["images"], outcomes["chart"], outcomes["deploy"]) == (
+        "cached",
+        "cached",
+        "skipped",
+    ), steps
 
     jobs = proc.run(
         (
