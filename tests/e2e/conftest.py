@@ -133,7 +133,7 @@ class E2E:
 
         h = helm.find()
         argv = helm.history_argv(
-            h, RELEASE, namespace=NAMESPACE, kubeconfig=str(self.info.kubeconfig)
+            h, self.release, namespace=self.namespace, kubeconfig=str(self.info.kubeconfig)
         )
         data: list[dict[str, Any]] = json.loads(proc.run(argv, timeout=60).stdout)
         return data
