@@ -23,10 +23,12 @@ once Helm has rendered them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,27 +172,53 @@ def _load(path: Path) -> dict[str, Any]:
 def run_tests(
     promtool: Path, rule_files: Sequence[Path], tests: Sequence[Path], work: Path
 ) -> dict[Path, str]:
-    """``promtool test rules`` on each test file, its ``rule_files`` pointed at ``rule_files``."""
-    problems = {}
-    for path in tests:
-        doc = _load(path)
-        if not doc:
-            problems[path] = "not a promtool test file (a YAML mapping with tests:)"
-            continue
-        doc["rule_files"] = [str(f) for f in rule_files]
-        copy = work / f"test-{path.name}"
-        copy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        done = proc.run(
-            (str(promtool), "test", "rules", str(copy)),
-            check=False,
-            timeout=120,
-            what="promtool test rules",
-        )
-        if not done.ok:
-            text = (done.stdout + "\n" + done.stderr).replace(str(work) + "/", "")
-            kept = [ln for ln in text.splitlines() if ln.strip() and "Unit Testing:" not in ln]
-            problems[path] = _short("\n".join(kept))
-    return problems
+    """``promtool test rules`` on each test file, its ``rule_files`` pointed at ``rule_files``.
+
+    The files run side by side (each is its own promtool), and a file already run against
+    the same rules is answered from memory: environments usually render identical rules.
+    """
+    digest = hashlib.sha256()
+    for f in rule_files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    rules_key = digest.hexdigest()
+    with ThreadPoolExecutor(max_workers=max(len(tests), 1)) as pool:
+        found = pool.map(lambda t: _test_problem(promtool, rule_files, rules_key, t, work), tests)
+        return {path: problem for path, problem in zip(tests, found, strict=True) if problem}
+
+
+_tested: dict[tuple[str, str, str], str | None] = {}
+
+
+def _test_problem(
+    promtool: Path, rule_files: Sequence[Path], rules_key: str, path: Path, work: Path
+) -> str | None:
+    """Why one test file fails against the rules (None when it passes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    key = (str(promtool), rules_key, text)
+    if key in _tested:
+        return _tested[key]
+    doc = _load(path)
+    if not doc:
+        return "not a promtool test file (a YAML mapping with tests:)"
+    doc["rule_files"] = [str(f) for f in rule_files]
+    copy = work / f"test-{path.name}"
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    done = proc.run(
+        (str(promtool), "test", "rules", str(copy)),
+        check=False,
+        timeout=120,
+        what="promtool test rules",
+    )
+    problem = None
+    if not done.ok:
+        text_out = (done.stdout + "\n" + done.stderr).replace(str(work) + "/", "")
+        kept = [ln for ln in text_out.splitlines() if ln.strip() and "Unit Testing:" not in ln]
+        problem = _short("\n".join(kept))
+    _tested[key] = problem
+    return problem
 
 
 _parsed: dict[tuple[str, str], str | None] = {}

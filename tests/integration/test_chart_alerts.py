@@ -172,7 +172,8 @@ def test_rendered_rules_pass_promtool_and_the_alert_tests(
     rules = objects.rule_sets(rendered.manifests)
     tests = offline.test_files(cfg.chart.path)
     assert [rs.alerts() for rs in rules] == [ALERTS]
-    assert {p.name for p in tests} == {"backend.yaml", "datastores.yaml", "backup.yaml"}
+    names = {"backend.yaml", "datastores.yaml", "backup.yaml", "backup-age.yaml"}
+    assert {p.name for p in tests} == names
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         assert offline.check_rules(promtool, rules, work) == {}

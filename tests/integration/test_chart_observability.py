@@ -91,6 +91,23 @@ def test_failing_and_missing_unit_tests(promtool: Path) -> None:
     assert "alertname: BackendDown, time: 3m" in failed.message
 
 
+def test_an_answer_is_reused_only_for_the_same_rules_and_test(
+    promtool: Path, tmp_path: Path
+) -> None:
+    """Environments with identical rules run each test file once; changed rules run again."""
+    good = objects.rule_sets([manifest("rules-good.yaml")])
+    test = tmp_path / "backend.yaml"
+    shutil.copy(DATA / "alert-tests" / "backend.yaml", test)
+    rules = tmp_path / "rules.yaml"
+    assert offline.check_rules(promtool, good, tmp_path) == {}
+    shutil.copy(tmp_path / f"{good[0].name}.yaml", rules)
+    assert offline.run_tests(promtool, [rules], [test], tmp_path) == {}
+    assert offline.run_tests(promtool, [rules], [test], tmp_path) == {}
+    rules.write_text(rules.read_text().replace("for: ", "for: 1h # "), encoding="utf-8")
+    (problem,) = offline.run_tests(promtool, [rules], [test], tmp_path).values()
+    assert "alertname: BackendDown" in problem
+
+
 def test_dashboard_queries_parse_after_variables_are_filled(promtool: Path) -> None:
     found = run(promtool, [dashboard_map()])
     (broken,) = found
