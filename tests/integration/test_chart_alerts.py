@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ci import chart, config, helm, tools
+from ci import chart, config, helm, proc, tools
 from ci.config import Config
 from ci.errors import CiError
 from ci.manifests import Finding
@@ -287,6 +287,43 @@ def test_dashboard_panels_read_what_the_components_publish(
         assert f"{metric}{{" in text, metric
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
     assert rows == ["HTTP", "JVM", "PostgreSQL", "RabbitMQ", "Backups"]
+
+
+def test_the_error_ratio_panel_reads_zero_when_no_request_fails(
+    promtool: Path, tmp_path: Path
+) -> None:
+    """A healthy backend answers no 5xx, so there is no 5xx series: the ratio must read 0
+    then, not leave the panel empty, and still give the share of errors when there are some."""
+    board = json.loads((ROOT / "charts/schedule-app/dashboards/schedule-app.json").read_text())
+    panels = objects.dashboard_panels(board, "grafana-dashboard.yaml")
+    (panel,) = [p for p in panels if p.title == "5xx error ratio"]
+    expr = objects.expand(panel.expr, panel.variables, {"namespace": "ns"})
+    series = (
+        'http_server_requests_seconds_count{namespace="ns", container="backend", '
+        'uri="/api/schedules", status="%s"}'
+    )
+
+    def case(counts: dict[str, str], ratio: float) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": [{"series": series % s, "values": v} for s, v in counts.items()],
+            "promql_expr_test": [
+                {
+                    "expr": expr,
+                    "eval_time": "10m",
+                    "exp_samples": [{"labels": "{}", "value": ratio}],
+                }
+            ],
+        }
+
+    tests = {
+        "rule_files": [],
+        "tests": [case({"201": "0+60x10"}, 0), case({"201": "0+54x10", "500": "0+6x10"}, 0.1)],
+    }
+    path = tmp_path / "error-ratio.yaml"
+    path.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    done = proc.run((str(promtool), "test", "rules", str(path)), timeout=60, check=False)
+    assert done.ok, done.stdout + done.stderr
 
 
 def test_the_backend_publishes_the_request_histogram(helm_bin: helm.Helm, cfg: Config) -> None:
