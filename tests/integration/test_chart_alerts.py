@@ -289,6 +289,17 @@ def test_dashboard_panels_read_what_the_components_publish(
     assert rows == ["HTTP", "JVM", "PostgreSQL", "RabbitMQ", "Backups"]
 
 
+def test_staging_ships_the_dashboard_production_ships(helm_bin: helm.Helm, cfg: Config) -> None:
+    """So `ci observe check --env staging` asks about the panels production will show."""
+
+    def queries(env: str) -> list[tuple[str, str, str]]:
+        rendered = chart.render(cfg, helm_bin, cfg.environment(env), ()).manifests
+        return [(p.dashboard, p.title, p.expr) for p in objects.panels(rendered)]
+
+    assert queries("prod"), "production ships no dashboard"
+    assert queries("staging") == queries("prod")
+
+
 def test_the_error_ratio_panel_reads_zero_when_no_request_fails(
     promtool: Path, tmp_path: Path
 ) -> None:
