@@ -77,7 +77,9 @@ def psql(e2e: E2E, sql: str, db: str = "schedule") -> str:
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_bad_inputs_stop_before_anything_changes(e2e: E2E, tmp_path: Path) -> None:
+def test_bad_inputs_stop_before_anything_changes(
+    e2e: E2E, images_json: Path, tmp_path: Path
+) -> None:
     res = e2e.ci("deploy", "--env", "nope")
     assert res.returncode == 2
     assert "unknown environment 'nope'" in one_line_error(res)
@@ -91,19 +93,8 @@ def test_bad_inputs_stop_before_anything_changes(e2e: E2E, tmp_path: Path) -> No
     assert "images.json not found" in one_line_error(res)
     assert "ci images build --push" in one_line_error(res)
 
-    digests = tmp_path / "images.json"
-    fake = "sha256:" + "0" * 64
-    digests.write_text(
-        json.dumps(
-            {
-                "git": {"sha": "0" * 40},
-                "images": [
-                    {"name": n, "repository": f"r/{n}", "digest": fake, "ref": f"r/{n}@{fake}"}
-                    for n in ("backend", "frontend", "dbtools")
-                ],
-            }
-        )
-    )
+    # digests that are in the registry: the registry is asked first, then the cluster
+    digests = images_json
     unreachable = tmp_path / "kubeconfig"
     unreachable.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
@@ -204,10 +195,18 @@ def test_network_policies_keep_the_database_to_the_release(e2e: E2E, images_json
     assert probe_postgres(e2e, dbtools["ref"], NAMESPACE, {"app": "stranger"}) == "refused"
 
 
-def test_second_deploy_without_changes_upgrades_cleanly(e2e: E2E) -> None:
+def test_second_deploy_without_changes_skips_and_force_upgrades_cleanly(e2e: E2E) -> None:
     res = e2e.ci("deploy", "--env", "e2e")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     record = json.loads((e2e.out / "release.json").read_text())
+    assert record["deploy"]["action"] == "skipped", record["deploy"]
+    assert record["revision"] == 1
+    assert len(e2e.helm_history()) == 1, "a no-change deploy made a revision"
+
+    res = e2e.ci("deploy", "--env", "e2e", "--force")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    record = json.loads((e2e.out / "release.json").read_text())
+    assert record["deploy"] == {"action": "upgraded", "reason": "--force"}
     assert (record["revision"], record["previous_revision"]) == (2, 1)
     assert f"namespace {NAMESPACE}: unchanged" in res.stdout
 
@@ -316,6 +315,8 @@ def test_broken_backend_upgrade_is_rolled_back(e2e: E2E, images_json: Path) -> N
         f"backend.image.digest={frontend['digest']}",
         "--set",
         "migration.enabled=false",
+        "--set",
+        "postgresql.metrics.enabled=false",  # its role comes from the migration Job
     )
     assert res.returncode == 1, res.stdout[-2000:]
     error = one_line_error(res)
@@ -478,6 +479,7 @@ def test_helm4_rolls_back_a_broken_upgrade(e2e: E2E, images_json: Path) -> None:
         "--set", f"backend.image.repository={frontend['repository']}",
         "--set", f"backend.image.digest={frontend['digest']}",
         "--set", "migration.enabled=false",
+        "--set", "postgresql.metrics.enabled=false",  # its role comes from the migration Job
     )  # fmt: skip
     assert res.returncode == 1, res.stdout[-2000:]
     assert "failed and was rolled back" in one_line_error(res)
