@@ -199,7 +199,9 @@ servicemonitor_scraped() { # the web pods' /metrics.txt, every 5 s
  "spec": {"selector": {"matchLabels": {"app": "web"}},
           "endpoints": [{"targetPort": 8080, "path": "/metrics.txt", "interval": "5s"}]}}
 EOF
-  retry 150 target_up
+  # the operator writes the config Secret; the kubelet refreshes the mounted copy on its own
+  # sync period (a minute or more on a loaded node) before the reloader sees it
+  retry 240 target_up
 }
 
 span_json() { # one span of service cluster-test-TOKEN, in OTLP/JSON
