@@ -108,6 +108,17 @@ def test_an_answer_is_reused_only_for_the_same_rules_and_test(
     assert "alertname: BackendDown" in problem
 
 
+def test_queries_are_checked_in_one_promtool_run_each_with_its_own_answer(
+    promtool: Path,
+) -> None:
+    exprs = ["up == 1", "sum(rate(q_total[5m])", 'up{job="x"}[5m]', "sum(rate(q_total[5m])"]
+    found = offline.query_problems(promtool, exprs)
+    assert found["up == 1"] is None
+    assert found['up{job="x"}[5m]'] is None
+    assert "unclosed left parenthesis" in str(found["sum(rate(q_total[5m])"])
+    assert list(found) == exprs[:3]
+
+
 def test_dashboard_queries_parse_after_variables_are_filled(promtool: Path) -> None:
     found = run(promtool, [dashboard_map()])
     (broken,) = found
