@@ -27,6 +27,7 @@ import hashlib
 import json
 import re
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -186,20 +187,33 @@ def run_tests(
         return {path: problem for path, problem in zip(tests, found, strict=True) if problem}
 
 
-_tested: dict[tuple[str, str, str], str | None] = {}
+_TestKey = tuple[str, str, str]
+_tested: dict[_TestKey, str | None] = {}
+#: One lock per test and rules: environments are checked side by side, and the second
+#: environment with the same rules waits for the first one's answer instead of running again.
+_testing: dict[_TestKey, threading.Lock] = {}
+_testing_lock = threading.Lock()
 
 
 def _test_problem(
     promtool: Path, rule_files: Sequence[Path], rules_key: str, path: Path, work: Path
 ) -> str | None:
-    """Why one test file fails against the rules (None when it passes)."""
+    """Why one test file fails against the rules (None when it passes), asked once."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
         text = ""
     key = (str(promtool), rules_key, text)
-    if key in _tested:
+    with _testing_lock:
+        lock = _testing.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _tested:
+            _tested[key] = _run_test(promtool, rule_files, path, work)
         return _tested[key]
+
+
+def _run_test(promtool: Path, rule_files: Sequence[Path], path: Path, work: Path) -> str | None:
+    """``promtool test rules`` on a copy of ``path`` whose ``rule_files`` are ``rule_files``."""
     doc = _load(path)
     if not doc:
         return "not a promtool test file (a YAML mapping with tests:)"
@@ -217,11 +231,11 @@ def _test_problem(
         text_out = (done.stdout + "\n" + done.stderr).replace(str(work) + "/", "")
         kept = [ln for ln in text_out.splitlines() if ln.strip() and "Unit Testing:" not in ln]
         problem = _short("\n".join(kept))
-    _tested[key] = problem
     return problem
 
 
 _parsed: dict[tuple[str, str], str | None] = {}
+_parsing = threading.Lock()
 
 #: promtool's line for a recording rule whose expression does not parse.
 _RULE_PARSE_ERROR = re.compile(r'"q(\d+)": could not parse expression: (.*)$')
@@ -239,7 +253,14 @@ def query_problems(promtool: Path, exprs: Sequence[str]) -> dict[str, str | None
     cost one program run instead of one each. Should promtool fail without naming a rule,
     each query is asked alone (``promtool promql format``).
     """
-    fresh = sorted({e for e in exprs if (str(promtool), e) not in _parsed})
+    with _parsing:  # environments checked side by side ask once for the queries they share
+        fresh = sorted({e for e in exprs if (str(promtool), e) not in _parsed})
+        _parse(promtool, fresh)
+    return {e: _parsed[(str(promtool), e)] for e in exprs}
+
+
+def _parse(promtool: Path, fresh: Sequence[str]) -> None:
+    """Record in ``_parsed`` the answer for each of ``fresh``, queries not asked before."""
     if fresh:
         with tempfile.TemporaryDirectory(prefix="ci-promql-") as tmp:
             path = Path(tmp) / "queries.yaml"
@@ -260,7 +281,6 @@ def query_problems(promtool: Path, exprs: Sequence[str]) -> dict[str, str | None
             found = {e: _format_problem(promtool, e) for e in fresh}
         for e in fresh:
             _parsed[(str(promtool), e)] = found.get(e)
-    return {e: _parsed[(str(promtool), e)] for e in exprs}
 
 
 def _format_problem(promtool: Path, expr: str) -> str | None:
