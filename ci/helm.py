@@ -375,3 +375,17 @@ def get_manifest_argv(
     if revision is not None:
         argv += ["--revision", str(revision)]
     return tuple(argv)
+
+
+def get_values_argv(
+    helm: Helm,
+    release: str,
+    *,
+    namespace: str,
+    kube_context: str | None = None,
+    kubeconfig: str | None = None,
+) -> Argv:
+    """``helm get values -o json``: the values the live release was deployed with (those set
+    by files and flags, not the chart's defaults), e.g. its ``deployInfo.gitSha``."""
+    scope = _scope_flags(namespace, kube_context, kubeconfig)
+    return (helm.path, "get", "values", release, *scope, "--output", "json")

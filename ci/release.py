@@ -64,7 +64,8 @@ class ReleaseRecord:
     time: str
     run_id: str
     smoke: dict[str, Any] = field(default_factory=lambda: {"result": SMOKE_PENDING})
-    #: What ``ci deploy`` did: ``{"action": "upgraded" | "skipped", "reason": ...}``.
+    #: What ``ci deploy`` did: ``{"action": "upgraded" | "skipped", "reason": ...}``, plus
+    #: ``superseded_by`` (the later commit that is live) when it skipped as superseded.
     deploy: dict[str, Any] = field(default_factory=lambda: {"action": "upgraded", "reason": ""})
 
     def to_json(self) -> dict[str, Any]:
@@ -173,6 +174,13 @@ def check_for_promotion(record: ReleaseRecord, *, chart_version: str, source: st
         raise ConfigError(
             f"release manifest from '{record.env}' revision {record.revision} has smoke result "
             f"'{record.smoke_result}' (expected 'passed'); only a tested release can be promoted",
+            location=where,
+        )
+    later = str(record.deploy.get("superseded_by") or "")
+    if later:
+        raise ConfigError(
+            f"release manifest for commit {record.git_sha[:12]} was never deployed to "
+            f"'{record.env}': commit {later[:12]} had superseded it there; release that one",
             location=where,
         )
     if record.chart_version != chart_version:

@@ -29,6 +29,11 @@ from ci.manifests import chart_metadata
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
+#: Unless ``deploy.lease_wait`` says otherwise, a deploy waits for the one holding the
+#: environment's Lease as long as that one's Helm may wait (``timeout``) plus this margin: its
+#: recovery, rendering and drift checks before Helm starts, and the handover of the Lease.
+LEASE_MARGIN = 300
+
 
 def seconds(value: int | str) -> int:
     """A schema-valid duration (``600``, ``"10m"``, ``"1h30m"``) in seconds."""
@@ -139,13 +144,21 @@ def _environment(name: str, e: dict[str, Any], root: Path, chart_name: str) -> E
         kubeconfig_env=kube.get("kubeconfig_env"),
         base_url=e.get("base_url"),
         verify=_verify(e["verify"], root) if "verify" in e else None,
-        lease_wait=seconds(e.get("deploy", {}).get("lease_wait", 600)),
+        lease_wait=_lease_wait(e),
         interrupt_grace=seconds(e.get("deploy", {}).get("interrupt_grace", 60)),
         max_restarts=int(e.get("deploy", {}).get("max_restarts", 3)),
         observability=_observability(e.get("observability")),
         promote_from=e.get("promote_from"),
         default_branch=e.get("default_branch", "main"),
     )
+
+
+def _lease_wait(e: dict[str, Any]) -> int:
+    """``deploy.lease_wait``, else ``timeout`` plus ``LEASE_MARGIN``: the workflows no longer
+    queue deploys of one environment, so the Lease is what makes a deploy wait for the one in
+    progress, and it must wait long enough for that one to finish."""
+    given = e.get("deploy", {}).get("lease_wait")
+    return seconds(given) if given is not None else seconds(e["timeout"]) + LEASE_MARGIN
 
 
 def _observability(o: dict[str, Any] | None) -> Observability:

@@ -49,6 +49,13 @@ class Cluster:
         result = proc.run(argv, timeout=60, check=False, what="helm get manifest")
         return result.stdout if result.ok else ""
 
+    def live_git_sha(self) -> str:
+        """The commit the live release was deployed from (its ``deployInfo.gitSha`` value);
+        empty when there is no release, or it was deployed without one."""
+        argv = helmlib.get_values_argv(self.helm, self.env.release, **self._scope())
+        result = proc.run(argv, timeout=60, check=False, what="helm get values")
+        return git_sha_of(result.stdout) if result.ok else ""
+
     def render(self, plan: Plan) -> str:
         return proc.run(self._template_argv(plan), timeout=120, what="helm template").stdout
 
@@ -122,6 +129,17 @@ class Cluster:
         argv = helmlib.status_argv(self.helm, self.env.release, **self._scope())
         data = json.loads(proc.run(argv, timeout=60, what="helm status").stdout)
         return int(data["version"])
+
+
+def git_sha_of(values_json: str) -> str:
+    """``deployInfo.gitSha`` of ``helm get values -o json`` output; empty when absent."""
+    try:
+        values = json.loads(values_json or "{}")
+    except json.JSONDecodeError:
+        return ""
+    info = values.get("deployInfo") if isinstance(values, dict) else None
+    sha = info.get("gitSha") if isinstance(info, dict) else None
+    return sha.strip() if isinstance(sha, str) else ""
 
 
 def history_text(history: list[dict[str, Any]]) -> str:

@@ -6,17 +6,22 @@ by that environment, for the commit checked out here (so the chart and values th
 the ones staging rendered), and that commit is on the default branch (so a branch or fork run
 that reached staging cannot be promoted). All three are checked from files and git alone,
 before anything talks to the cluster; a failure is one line saying what was expected and found.
+
+The same ancestry question guards every deploy against going backwards (``later``): a deploy
+whose commit is an ancestor of the live release's is superseded, and skipped.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ci import proc
 from ci.config import Environment
-from ci.errors import ConfigError, Location
+from ci.errors import ConfigError, Location, ProcessError, ToolError
 from ci.release import ReleaseRecord
 
 #: Set by the workflows from the repository's default branch; wins over ``default_branch``.
@@ -84,6 +89,47 @@ def _check_on_branch(repo: Path, sha: str, branch: str, where: Location) -> None
             f"{proc.tail(found.stderr, 1) or 'nothing'}",
             location=where,
         )
+
+
+#: A commit as git names it in full or abbreviated; anything else is not asked about.
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Whether the live commit descends from this run's: ``True``, ``False`` or ``None``
+    (git cannot tell), and in the last case why, for one progress line."""
+
+    later: bool | None
+    why: str = ""
+
+
+def later(repo: Path, this: str, live: str) -> Lineage:
+    """Is ``live`` a later commit than ``this`` (``git merge-base --is-ancestor THIS LIVE``)?
+
+    The same commit is not later (a re-run deploys, or skips as unchanged). Exit 1 of a
+    shallow clone is "cannot tell": the history that links them may be cut off. A missing
+    commit, no repository or no git is "cannot tell" too, never an error: the deploy then
+    goes ahead as it would without the check.
+    """
+    if not this or not live or this == live:
+        return Lineage(False)
+    if not (_SHA.match(this) and _SHA.match(live)):
+        return Lineage(None, f"not a commit SHA: {this if not _SHA.match(this) else live}")
+    try:
+        found = _git(repo, "merge-base", "--is-ancestor", this, live, check=False)
+        if found.returncode == 1 and _shallow(repo):
+            return Lineage(None, f"{repo} is a shallow clone")
+    except (ToolError, ProcessError) as exc:
+        return Lineage(None, exc.message)
+    if found.returncode in (0, 1):
+        return Lineage(found.returncode == 0)
+    return Lineage(None, proc.tail(found.stderr, 1) or f"git exited {found.returncode}")
+
+
+def _shallow(repo: Path) -> bool:
+    found = _git(repo, "rev-parse", "--is-shallow-repository", check=False)
+    return found.stdout.strip() != "false"
 
 
 def _git(repo: Path, *args: str, check: bool) -> proc.Result:

@@ -30,6 +30,8 @@ class Decision:
     upgrade: bool
     reason: str
     drift: list[str] = field(default_factory=list)
+    #: The later commit the live release runs, when it supersedes this run's.
+    superseded_by: str = ""
 
 
 def _quantity(value: Any) -> Decimal | None:
@@ -157,11 +159,16 @@ def decide(  # noqa: PLR0911 -- one return per reason, in the order they are che
     changes: int,
     not_ready: list[str],
     drifted: list[str],
+    live_is_later: str = "",
 ) -> Decision:
     """Upgrade, or skip with the reason; pure, so every rule has a unit test.
 
     The order of the reasons is the order a person would check them in: asked to, nothing
-    deployed yet, something changed, something unhealthy, something edited by hand.
+    deployed yet, a later commit already live, something changed, something unhealthy,
+    something edited by hand. ``live_is_later`` is the live release's commit when git says it
+    descends from this run's: the older commit must not replace it, whatever else differs
+    (its changes are in the later commit). A release that is not ``deployed`` is repaired
+    first, as before: what is live then is not what the later commit deployed.
     """
     if force:
         return Decision(True, "--force")
@@ -169,6 +176,12 @@ def decide(  # noqa: PLR0911 -- one return per reason, in the order they are che
         return Decision(True, "no release yet")
     if status != "deployed":
         return Decision(True, f"the release is {status}")
+    if live_is_later:
+        return Decision(
+            False,
+            f"superseded: the release runs {live_is_later[:12]}, a later commit",
+            superseded_by=live_is_later,
+        )
     if changes:
         return Decision(True, f"{changes} object(s) differ from the live release")
     if not_ready:

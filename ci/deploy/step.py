@@ -114,7 +114,8 @@ def run(
             where=f"environment {plan.env.name}",
         )
         try:
-            _locked(_Deploy(cluster, client, plan, opts, report, result), previous != "absent")
+            deploy = _Deploy(cluster, client, plan, opts, report, result, cfg.root)
+            _locked(deploy, previous != "absent")
         finally:
             lease.release()
     result.record_path = release.write_release(_record(plan, result), out_dir)
@@ -132,6 +133,8 @@ class _Deploy:
     opts: Options
     report: Reporter
     result: Result
+    #: The checkout this run deploys from: git answers whether the live commit is later.
+    repo: Path
 
 
 def _locked(d: _Deploy, abandoned: bool) -> None:
@@ -147,7 +150,7 @@ def _locked(d: _Deploy, abandoned: bool) -> None:
     if plan.env.approval:
         _show_diff(cluster, plan, history, report, result)
     result.previous_revision = previous_good(history)
-    result.decision = _decide(cluster, d.client, plan, opts, history)
+    result.decision = _decide(d, history)
     report.line(f"{'upgrade' if result.decision.upgrade else 'skip'}: {result.decision.reason}")
     if not result.decision.upgrade:
         result.revision = result.previous_revision
@@ -168,15 +171,20 @@ def _show_diff(
     report.diff(result.diff)
 
 
-def _decide(
-    cluster: Cluster, client: Any, plan: Plan, opts: Options, history: list[dict[str, Any]]
-) -> skip.Decision:
-    """Upgrade unless the rendered manifests equal the live, healthy, undrifted release."""
+def _decide(d: _Deploy, history: list[dict[str, Any]]) -> skip.Decision:
+    """Upgrade unless a later commit is live, or the rendered manifests equal the live,
+    healthy, undrifted release. The commits are compared first: it costs no rendering."""
     from ci import kube
 
+    cluster, client, plan, opts = d.cluster, d.client, d.plan, d.opts
     status = _last_status(history)
     if opts.force or status != "deployed":
         return skip.decide(force=opts.force, status=status, changes=0, not_ready=[], drifted=[])
+    later = _live_is_later(d)
+    if later:
+        return skip.decide(
+            force=False, status=status, changes=0, not_ready=[], drifted=[], live_is_later=later
+        )
     live = cluster.manifest()
     changes = diff_manifests(live, cluster.render_live(plan), plan.env.namespace).changes
     not_ready: list[str] = []
@@ -191,6 +199,24 @@ def _decide(
     return skip.decide(
         force=False, status=status, changes=len(changes), not_ready=not_ready, drifted=drifted
     )
+
+
+def _live_is_later(d: _Deploy) -> str:
+    """The live release's commit when it descends from this run's, else empty.
+
+    Deploys wait for each other on the Lease in no particular order, so an older push can
+    get it after a newer one was deployed; it must not put the older commit back. When git
+    cannot tell (a shallow clone, a commit it does not have), the deploy goes ahead as it
+    would without the check, saying so in one line.
+    """
+    live = d.cluster.live_git_sha()
+    lineage = promotion.later(d.repo, d.plan.git_sha, live)
+    if lineage.later is None:
+        d.report.line(
+            f"live commit {live[:12]} vs {d.plan.git_sha[:12] or '(none)'}: cannot tell which "
+            f"is later ({lineage.why}); deploying as usual"
+        )
+    return live if lineage.later else ""
 
 
 def _last_status(history: list[dict[str, Any]]) -> str | None:
@@ -399,11 +425,18 @@ def _record(plan: Plan, result: Result) -> ReleaseRecord:
         triggered_by=plan.triggered_by,
         time=release.now(),
         run_id=release.run_id(),
-        deploy={
-            "action": "upgraded" if result.decision.upgrade else "skipped",
-            "reason": result.decision.reason,
-        },
+        deploy=_what_it_did(result.decision),
     )
+
+
+def _what_it_did(decision: skip.Decision) -> dict[str, str]:
+    """release.json's ``deploy``: upgraded or skipped, why, and the later commit that is live
+    when superseded (so this record, whose smoke checks ran against that commit, is never
+    promoted as if its own images had been tested)."""
+    done = {"action": "upgraded" if decision.upgrade else "skipped", "reason": decision.reason}
+    if decision.superseded_by:
+        done["superseded_by"] = decision.superseded_by
+    return done
 
 
 def rollback(cfg: Config, env_name: str, revision: int, *, helm_major: int | None = None) -> None:

@@ -88,7 +88,7 @@ def deployed(env: str, result: DeployResult) -> None:
     did = (
         f"(previous {result.previous_revision or '-'})"
         if result.decision.upgrade
-        else f"unchanged (skipped: {result.decision.reason})"
+        else f"not upgraded (skipped: {result.decision.reason})"
     )
     gha.echo(
         f"{plan.env.release} revision {result.revision} in {plan.env.namespace} {did}, "
