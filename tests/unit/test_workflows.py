@@ -1024,6 +1024,10 @@ def test_pushes_are_never_cancelled_and_pull_requests_supersede_their_older_runs
     assert concurrency_problems(ROOT / PUSH_WORKFLOW) == []
 
 
+def test_the_workflow_ci_init_writes_never_cancels_a_push_either(tmp_path: Path) -> None:
+    assert concurrency_problems(tmp_path / adopter_workflow(tmp_path)) == []
+
+
 @pytest.mark.parametrize(
     ("group", "cancel", "problem"),
     [
@@ -1088,15 +1092,91 @@ def all_jobs() -> list[tuple[str, Mapping[str, Any]]]:
     ]
 
 
-def test_deploys_are_serialised_per_environment_and_never_cancelled() -> None:
-    deploy_jobs = [(w, j) for w, j in all_jobs() if "environment" in j]
-    assert deploy_jobs, "no job runs in a GitHub environment"
-    for where, job in deploy_jobs:
-        group = job.get("concurrency", {})
-        assert isinstance(group, dict), f"{where}: concurrency must be a mapping"
-        assert "environment" in str(group.get("group", "")), f"{where}: group per environment"
-        assert group.get("cancel-in-progress") is False, f"{where}: cancel-in-progress: false"
+def shared_deploy_groups(root: Path = ROOT) -> list[str]:
+    """Jobs that change an environment (they run in a GitHub environment) and share a job-level
+    concurrency group between runs. GitHub keeps one pending job per group and cancels it when
+    another queues, so a push's deploy would vanish; `ci deploy` holds the environment's Lease
+    instead, which makes deploys wait for each other without cancelling any."""
+    problems = []
+    for path in sorted((root / ".github" / "workflows").glob("*.y*ml")):
+        for job_id, job in load_yaml(path)["jobs"].items():
+            if "environment" not in job or "concurrency" not in job:
+                continue
+            spec = job["concurrency"]
+            group = spec.get("group") if isinstance(spec, dict) else spec
+            runs = [
+                as_text(evaluate(group, {"github": push_event(i).github, "inputs": {}, "vars": {}}))
+                for i in ("11", "12")
+            ]
+            if runs[0] == runs[1]:
+                problems.append(f"{path.name}:{job_id} shares concurrency group {runs[0]!r}")
+    return problems
+
+
+def test_no_deploy_job_shares_a_concurrency_group_between_runs() -> None:
+    assert [w for w, j in all_jobs() if "environment" in j], "no job runs in a GitHub environment"
+    assert shared_deploy_groups() == []
     assert load_yaml(ROOT / PROD_WORKFLOW)["concurrency"]["cancel-in-progress"] is False
+
+
+@pytest.mark.parametrize(
+    ("file", "group"),
+    [
+        ("pipeline.yml", "deploy-${{ inputs.deploy-environment }}"),
+        ("deploy.yml", "deploy-${{ inputs.environment }}"),
+        ("rollback.yml", "deploy-${{ inputs.environment }}"),
+    ],
+)
+def test_the_group_check_finds_a_deploy_job_that_can_be_cancelled(
+    file: str, group: str, tmp_path: Path
+) -> None:
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    path = tmp_path / ".github" / "workflows" / file
+    text = path.read_text()
+    anchor = "    permissions:\n      contents: read\n"
+    at = text.index(anchor, text.index("\n    environment:\n      name: "))
+    shared = f"    concurrency:\n      group: {group}\n      cancel-in-progress: false\n"
+    path.write_text(text[:at] + shared + text[at:])
+    assert [p.split(" ")[0].split(":")[0] for p in shared_deploy_groups(tmp_path)] == [file]
+
+
+def shallow_deploys(runs: Sequence[StepRun]) -> list[str]:
+    """Deploy steps whose job checks the repository out without the history that tells whether
+    the live release's commit descends from this one (the superseded check)."""
+    problems = []
+    for run in runs:
+        for args in run.ci_calls():
+            step = pipeline_step_of(args)
+            command = step.args if step else args
+            if command[0] != "deploy" or {"--diff-only", "--rollback"} & set(command):
+                continue
+            checkouts = [
+                r
+                for r in runs
+                if r.job == run.job and r.uses == "actions/checkout" and "path" not in r.given
+            ]
+            assert checkouts, f"{run.where}: deploys without a checkout"
+            problems += [
+                f"{c.where}: fetch-depth {c.given.get('fetch-depth', '1')}"
+                for c in checkouts
+                if c.given.get("fetch-depth") != "0"
+            ]
+    return problems
+
+
+def test_every_deploy_checks_out_the_history_the_superseded_check_needs() -> None:
+    assert shallow_deploys(plan(PUSH_WORKFLOW, PUSH_MAIN)) == []
+    assert shallow_deploys(plan(PROD_WORKFLOW, prod_dispatch(diff_only=False))) == []
+
+
+def test_the_depth_check_finds_a_shallow_deploy_checkout(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    path = tmp_path / REUSABLE_WORKFLOW
+    text = path.read_text()
+    assert text.count("          fetch-depth: 0\n") == 1
+    path.write_text(text.replace("          fetch-depth: 0\n", ""))
+    problems = shallow_deploys(plan(PUSH_WORKFLOW, PUSH_MAIN, tmp_path))
+    assert problems == ["ci.yml:pipeline/pipeline.yml:deploy step Check out: fetch-depth 1"]
 
 
 def test_caller_and_called_concurrency_groups_never_collide() -> None:
