@@ -289,7 +289,7 @@ def test_a_deleted_object_is_drift() -> None:
 
 def test_only_the_releases_own_workloads_and_claims_decide_its_health() -> None:
     """A hook's backup claim waits for its first consumer; another release is not this one."""
-    release = {
+    release: dict[tuple[str, str, str], Any] = {
         ("Deployment", "ns", "app-backend"): {},
         ("PersistentVolumeClaim", "ns", "app-uploads"): {},
     }
