@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ci import config, release
+from ci import config, helm, release
 from ci.deploy import promotion, skip, step
 from ci.deploy.helmcalls import git_sha_of
 from ci.errors import ConfigError
@@ -89,6 +89,18 @@ def test_no_later_commit_decides_as_before() -> None:
 )
 def test_the_live_commit_comes_from_deploy_info(values: Any, sha: str) -> None:
     assert git_sha_of(json.dumps(values)) == sha
+
+
+def test_the_live_values_are_asked_of_helm_get_values() -> None:
+    """Only the values set at deploy time (not the chart's defaults): ``--set-string`` put the
+    commit there."""
+    argv = helm.get_values_argv(
+        helm.Helm("/bin/helm4", "v4.3.1"), "r", namespace="n", kube_context="c", kubeconfig="/k"
+    )
+    assert argv[:4] == ("/bin/helm4", "get", "values", "r")
+    assert "--all" not in argv
+    assert argv[-2:] == ("--output", "json")
+    assert {"--namespace", "--kube-context", "--kubeconfig"} <= set(argv)
 
 
 def test_unreadable_values_name_no_commit() -> None:
