@@ -9,10 +9,11 @@ that is still young is treated as a deploy in progress and refused. While Helm w
 (failing pods and their logs, events, hook logs, release history) goes with the error.
 
 The parts: ``plan`` (inputs and Helm's argv), ``promotion`` (a release manifest's environment,
-commit and branch), ``recovery`` (pending and failed releases), ``diff`` (what an upgrade would
-change), ``helmcalls`` (Helm against one environment), ``step`` (the deploy itself) and
-``rollback`` (``--rollback REVISION``, watched like an upgrade). The names the rest of the
-toolkit uses are importable from ``ci.deploy``.
+commit and branch, and whether the live commit is later than this run's), ``recovery`` (pending
+and failed releases), ``skip`` (upgrade or skip: superseded, unchanged), ``diff`` (what an
+upgrade would change), ``helmcalls`` (Helm against one environment), ``step`` (the deploy
+itself) and ``rollback`` (``--rollback REVISION``, watched like an upgrade). The names the rest
+of the toolkit uses are importable from ``ci.deploy``.
 """
 
 from __future__ import annotations
