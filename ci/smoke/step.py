@@ -29,9 +29,10 @@ def rollback_decision(
 ) -> tuple[int | None, str]:
     """Whether failed checks should roll ``env`` back, and why (not).
 
-    Only right after a deploy: ``release.json`` is this environment's, written by this run,
-    not yet smoke-tested, its revision is still the live one, and it recorded a previous
-    revision to return to. Anything else is reported, not acted on.
+    Only right after a deploy that made a revision: ``release.json`` is this environment's,
+    written by this run, not yet smoke-tested, its revision is still the live one, and it
+    recorded a previous revision to return to. A skipped deploy changed nothing, so there is
+    nothing to undo. Anything else is reported, not acted on.
     """
     rules: list[tuple[bool, str]] = [
         (not env.rollback_on_smoke_failure, f"rollback_on_smoke_failure is off for '{env.name}'"),
@@ -49,6 +50,11 @@ def rollback_decision(
             (
                 record.smoke_result != release.SMOKE_PENDING,
                 f"revision {record.revision} was already smoke-tested ({record.smoke_result})",
+            ),
+            (
+                record.deploy.get("action") == "skipped",
+                f"the deploy made no revision (skipped: {record.deploy.get('reason') or '?'}); "
+                f"revision {record.revision} was live before this run",
             ),
             (
                 record.previous_revision is None,

@@ -231,6 +231,10 @@ def test_rollback_decision(cfg: config.Config) -> None:
         "not this run": (rec(run_id="9.1"), 6),
         "already smoke-tested": (rec(smoke={"result": "passed"}), 6),
         "first install": (rec(previous_revision=None), 6),
+        "the deploy made no revision (skipped: unchanged": (
+            rec(deploy={"action": "skipped", "reason": "unchanged"}),
+            6,
+        ),
         "live revision is 7": (rec(), 7),
         "no release.json": (rec(env="prod"), 6),
     }
