@@ -163,6 +163,27 @@ def test_install_then_a_no_change_deploy_makes_no_revision(safety: Safety) -> No
     assert took < 30, took
 
 
+def test_an_older_commit_skips_as_superseded_and_makes_no_revision(safety: Safety) -> None:
+    """The release runs this checkout's commit; the same images recorded for its parent (a
+    push queued earlier that got the Lease later) must not replace it."""
+    if not deployed(safety.history()):
+        first = safety.deploy()
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    before = safety.history()
+    data = json.loads((safety.out / "images.json").read_text())
+    head = data["git"]["sha"]
+    parent = proc.run(("git", "rev-parse", f"{head}^"), cwd=ROOT, timeout=30).stdout.strip()
+    older = safety.out.parent / "images-parent.json"
+    older.write_text(json.dumps({**data, "git": {**data["git"], "sha": parent}}))
+    res = safety.deploy("--images", str(older))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    record = safety.record()
+    assert record["deploy"]["action"] == "skipped", record["deploy"]
+    assert record["deploy"]["reason"].startswith("superseded:"), record["deploy"]
+    assert head[:12] in record["deploy"]["reason"]
+    assert safety.history() == before
+
+
 def test_a_kubectl_scale_drift_is_repaired_by_the_next_no_change_deploy(safety: Safety) -> None:
     """The HPA is off here, so the replica count is the chart's: a scale by hand is drift."""
     found = safety.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "name").stdout.split()
