@@ -77,6 +77,21 @@ class Finding:
         return Location(self.file, self.line)
 
 
+#: libyaml's loader where PyYAML was built with it (the wheels are): several times faster on
+#: a chart's rendering, which a deploy reads a few times; the pure-Python one otherwise.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with the fastest safe loader at hand."""
+    return yaml.load(text, Loader=_LOADER)  # a safe loader, C or Python
+
+
+def load_yaml_all(text: str) -> list[Any]:
+    """Every document of ``text``, as ``yaml.safe_load_all`` with the fastest safe loader."""
+    return list(yaml.load_all(text, Loader=_LOADER))  # a safe loader
+
+
 _SOURCE = re.compile(r"^# Source: (\S+)\s*$", re.MULTILINE)
 _DOC_SPLIT = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
@@ -91,7 +106,7 @@ def parse_manifests(text: str) -> tuple[Manifest, ...]:
     for chunk in _DOC_SPLIT.split(text):
         match = _SOURCE.search(chunk)
         try:
-            obj = yaml.safe_load(chunk)
+            obj = load_yaml(chunk)
         except yaml.YAMLError as exc:
             where = match.group(1) if match else "rendered output"
             raise ChartError(f"{where}: rendered YAML does not parse: {exc}") from None

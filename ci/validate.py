@@ -32,7 +32,7 @@ from referencing import Registry, Resource
 
 from ci import crdschema
 from ci.errors import ConfigError, Location, format_path
-from ci.manifests import ERROR, Issue, Manifest
+from ci.manifests import ERROR, Issue, Manifest, load_yaml_all
 from ci.tools import crds
 
 #: Rule ids.
@@ -167,7 +167,7 @@ def _registry(directory: str) -> Registry[Any]:
 def crd_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Strict JSON Schemas from a CRD file, keyed by (apiVersion, kind), one per version."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        docs = load_yaml_all(path.read_text(encoding="utf-8"))
         found = crdschema.crd_schemas(docs)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read CRD file: {exc}", location=Location(str(path))) from None

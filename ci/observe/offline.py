@@ -38,7 +38,7 @@ import yaml
 
 from ci import proc
 from ci.config import Config
-from ci.manifests import WARNING, Finding, Manifest
+from ci.manifests import WARNING, Finding, Manifest, load_yaml
 from ci.observe.objects import Panel, RuleSet, expand, panels, rule_sets
 
 _RATE_OF = re.compile(r"\b(rate|irate|increase)\s*\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*[{\[]")
@@ -164,7 +164,7 @@ def one_sided(rules: Sequence[RuleSet], tests: Iterable[Path]) -> list[tuple[Rul
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
     return doc if isinstance(doc, dict) else {}
