@@ -192,7 +192,7 @@ def _decide(d: _Deploy, history: list[dict[str, Any]]) -> skip.Decision:
     if not changes:
         ns = plan.env.namespace
         release = index_manifests(live, ns)
-        not_ready = skip.unready(kube.status_lines(client, ns), release)
+        not_ready = skip.unready(kube.status_lines(client, ns, settled=True), release)
         if not not_ready:
             objects = skip.index_live(cluster.live_objects(live), ns)
             drifted = skip.drift(release, objects)

@@ -52,8 +52,14 @@ def pod_problem(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def workload_line(kind: str, obj: dict[str, Any]) -> tuple[str, bool]:
-    """``("deployment/x 1/2 ready", False)`` for a Deployment or StatefulSet."""
+def workload_line(kind: str, obj: dict[str, Any], *, settled: bool = False) -> tuple[str, bool]:
+    """``("deployment/x 1/2 ready", False)`` for a Deployment or StatefulSet.
+
+    Done means every replica is updated and ready, as Helm's wait sees it. With ``settled``
+    it means the rollout is over (every replica runs the current template, none of an older
+    one is left) and one replica at least is ready: an autoscaler's scale-up leaves new pods
+    of the same template starting, and an upgrade with the same manifests would only wait.
+    """
     name = obj["metadata"]["name"]
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -61,6 +67,9 @@ def workload_line(kind: str, obj: dict[str, Any]) -> tuple[str, bool]:
     ready = status.get("readyReplicas") or 0
     updated = status.get("updatedReplicas") or 0
     done = ready >= want and updated >= want
+    if settled:
+        older = (status.get("replicas") or 0) - updated
+        done = updated >= want and older <= 0 and (ready >= 1 or want == 0)
     line = f"{kind.lower()}/{name} {ready}/{want} ready"
     if updated < want:
         line += f", {updated}/{want} updated"

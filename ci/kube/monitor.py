@@ -27,13 +27,14 @@ Sink = Callable[[str], None]
 # ----------------------------------------------------------------------------- snapshot
 
 
-def status_lines(kube: Kube, namespace: str) -> list[tuple[str, bool]]:
-    """``(line, done)`` per workload, Job and claim in the namespace, as it stands now."""
+def status_lines(kube: Kube, namespace: str, *, settled: bool = False) -> list[tuple[str, bool]]:
+    """``(line, done)`` per workload, Job and claim in the namespace, as it stands now
+    (``settled``: workloads done once their rollout is over, see ``workload_line``)."""
     out = []
     for d in kube.items(kube.apps.list_namespaced_deployment(namespace, _request_timeout=10)):
-        out.append(workload_line("Deployment", d))
+        out.append(workload_line("Deployment", d, settled=settled))
     for s in kube.items(kube.apps.list_namespaced_stateful_set(namespace, _request_timeout=10)):
-        out.append(workload_line("StatefulSet", s))
+        out.append(workload_line("StatefulSet", s, settled=settled))
     for j in kube.items(kube.batch.list_namespaced_job(namespace, _request_timeout=10)):
         out.append(job_line(j))
     claims = kube.core.list_namespaced_persistent_volume_claim(namespace, _request_timeout=10)

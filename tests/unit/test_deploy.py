@@ -413,6 +413,25 @@ def test_pod_problem_unschedulable_and_failed_init() -> None:
     assert kube.pod_problem(init) == "wait: exited 1 (Error)"
 
 
+def test_a_settled_workload_has_finished_its_rollout_with_a_replica_ready() -> None:
+    """An autoscaler's scale-up (new pods of the current template starting) is settled; a
+    rollout that still runs pods of the older template, or no ready replica, is not."""
+
+    def settled(want: int, **status: int) -> bool:
+        dep = {"metadata": {"name": "b"}, "spec": {"replicas": want}, "status": status}
+        return kube.workload_line("Deployment", dep, settled=True)[1]
+
+    assert settled(2, replicas=2, updatedReplicas=2, readyReplicas=1)  # scaling up
+    assert not settled(2, replicas=3, updatedReplicas=2, readyReplicas=2)  # an old pod left
+    assert not settled(2, replicas=2, updatedReplicas=1, readyReplicas=2)  # rolling out
+    assert not settled(2, replicas=2, updatedReplicas=2, readyReplicas=0)  # nothing ready
+    assert settled(0)
+    dep = {"metadata": {"name": "b"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
+    assert kube.workload_line("Deployment", dep, settled=True)[0] == (
+        "deployment/b 1/2 ready, 0/2 updated"
+    )
+
+
 def test_workload_and_job_lines() -> None:
     dep = {"metadata": {"name": "b"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}
     assert kube.workload_line("Deployment", dep) == ("deployment/b 1/2 ready, 0/2 updated", False)
