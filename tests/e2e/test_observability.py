@@ -168,8 +168,8 @@ def span_table(doc: Any) -> list[dict[str, str]]:
 def backend_alerts(prom: Api, name: str) -> list[dict[str, Any]]:
     """The alerts ``name`` of this release's backend job (pending or firing).
 
-    The absent() half of BackendDown carries only the job label, so an alert of the job with
-    no namespace label is taken for this release's too.
+    The absent_over_time() half of BackendDown (a job never scraped) carries only the job
+    label, so an alert of the job with no namespace label is taken for this release's too.
     """
     alerts = answer(prom, "/api/v1/alerts")["data"]["alerts"]
     return [
@@ -404,6 +404,9 @@ def test_backend_down_fires_within_its_window_and_resolves(
         pending = within(ONSET, lambda: backend_alerts(prom, "BackendDown"), bool)
         assert pending, f"BackendDown not even pending {ONSET:g}s after the last backend pod went"
         labels = pending[0]["labels"]
+        assert labels.get("namespace") == NAMESPACE, (
+            f"BackendDown of a job scraped until now lost its namespace label: {labels}"
+        )
         active = prometheus_time(pending[0]["activeAt"])
         assert active >= gone - ONSET, f"BackendDown was active before the scale: {pending[0]}"
 
