@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,16 @@ def test_push_attests_and_signs_and_cosign_verifies(project: Project, tmp_path: 
         assert result["signed"] is False
         assert result["digest"] == first[name]["digest"]
         assert result["signature"] == first[name]["signature"]
+    # The key pair is lost (a fresh clone, a cleaned checkout): a new one is made, and the
+    # cached images are signed with it, or a deploy verifying with it would refuse them.
+    shutil.rmtree(project.root / "keys")
+    lost = _push(project)
+    assert key.is_file(), "no new key pair after the old one was removed"
+    for name, result in lost.items():
+        assert result["status"] == "cached", name
+        assert result["signed"] is True, name
+        assert result["signature"] != first[name]["signature"], name
+        assert _cosign_verify(result["ref"], key).returncode == 0, name
 
 
 def test_deploy_verifies_and_refuses(project: Project, tmp_path: Path) -> None:
