@@ -256,10 +256,19 @@ def helm_processes() -> list[str]:
     return found
 
 
-def hook_job_running(safety: Safety) -> bool:
+def job_uids(safety: Safety) -> set[str]:
+    jobs = json.loads(safety.kubectl("get", "jobs", "-n", NAMESPACE, "-o", "json").stdout)
+    return {str(j["metadata"]["uid"]) for j in jobs["items"]}
+
+
+def hook_job_running(safety: Safety, earlier: set[str]) -> bool:
+    """A hook Job of this deploy is running: not one of the ``earlier`` Jobs, which an
+    interrupted deploy before it may have left (a later no-change deploy runs no hook to
+    replace it). Taking one of those would signal a ``ci`` still starting up."""
     jobs = json.loads(safety.kubectl("get", "jobs", "-n", NAMESPACE, "-o", "json").stdout)
     return any(
         "helm.sh/hook" in (j["metadata"].get("annotations") or {})
+        and str(j["metadata"]["uid"]) not in earlier
         and not (j.get("status") or {}).get("succeeded")
         for j in jobs["items"]
     )
@@ -294,12 +303,13 @@ def test_an_interrupted_deploy_leaves_no_helm_and_one_deployed_revision(
         first = safety.deploy()
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     before = len(safety.history())
+    earlier = job_uids(safety)
     run = start_deploy(safety, "--set", f"frontend.podAnnotations.interrupted={value}")
     if point == "before-helm":
         time.sleep(1.0)
         assert run.poll() is None
     elif point == "hook-job":
-        wait_for("hook Job", lambda: hook_job_running(safety), run)
+        wait_for("hook Job", lambda: hook_job_running(safety, earlier), run)
     else:
         wait_for("rollout", lambda: rollout_applied(safety, value), run)
     run.send_signal(sig)
