@@ -80,6 +80,7 @@ def run(
 
     report = report or Reporter()
     started = time.monotonic()
+    kube.preload()  # the client's import overlaps the checks below, which wait on programs
     plan = make_plan(cfg, opts)
     if opts.release_manifest is not None:
         record = release.read_release(opts.release_manifest)

@@ -23,7 +23,15 @@ from ci.kube.checks import (
     workload_line,
     worth_showing,
 )
-from ci.kube.client import LOG_LINES, PSS_LABELS, Kube, api_ready, connect, first_line
+from ci.kube.client import (
+    LOG_LINES,
+    PSS_LABELS,
+    Kube,
+    api_ready,
+    connect,
+    first_line,
+    preload,
+)
 from ci.kube.diagnosis import Diagnosis, diagnose
 from ci.kube.kubeconfig import Access, access
 from ci.kube.lease import Holder, Lease
@@ -61,6 +69,7 @@ __all__ = [
     "job_line",
     "pod_problem",
     "pods_with_problems",
+    "preload",
     "progress_lines",
     "pvc_line",
     "status_lines",

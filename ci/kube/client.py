@@ -8,6 +8,7 @@ JSON) at once, so that every decision about them is a pure function on a dict.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,45 @@ class Kube:
         return text
 
 
+#: The parts of the ``kubernetes`` package a deploy uses: the modules, then the API classes
+#: its client package only imports when they are first named (about a second of CPU in all).
+PRELOADED_MODULES = ("client", "client.exceptions", "config", "watch")
+PRELOADED_APIS = ("CoreV1Api", "AppsV1Api", "BatchV1Api", "VersionApi", "CoordinationV1Api")
+
+
+class _Preload:
+    """The one background import of the client, started at most once per process."""
+
+    lock = threading.Lock()
+    thread: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Import the client in a background thread, while this one waits on other programs.
+
+    A deploy checks its images and renders its chart (cosign, Helm, the registry) before it
+    talks to the cluster; the import is CPU work that fits in those waits. ``modules`` joins
+    the thread first, so the package is never imported from two threads at once.
+    """
+    with _Preload.lock:
+        if _Preload.thread is None:
+            _Preload.thread = threading.Thread(target=_import_all, name="kube-preload", daemon=True)
+            _Preload.thread.start()
+
+
+def _import_all() -> None:
+    import importlib
+
+    try:
+        for name in PRELOADED_MODULES:
+            importlib.import_module(f"kubernetes.{name}")
+        client = importlib.import_module("kubernetes.client")
+        for api in PRELOADED_APIS:
+            getattr(client, api)
+    except Exception:  # the import is done again on first use, where it fails visibly
+        return
+
+
 def modules(*names: str) -> tuple[Any, ...]:
     """Parts of the ``kubernetes`` package, imported on first use and typed loosely.
 
@@ -148,6 +188,9 @@ def modules(*names: str) -> tuple[Any, ...]:
     """
     import importlib
 
+    loading = _Preload.thread
+    if loading is not None and loading is not threading.current_thread():
+        loading.join()
     return tuple(importlib.import_module(f"kubernetes.{n}") for n in names)
 
 

@@ -379,3 +379,25 @@ def test_keyless_verification_names_identity_and_issuer(monkeypatch: pytest.Monk
         "--insecure-ignore-tlog=true",
         "127.0.0.1:5000/t/api@" + INDEX,
     ]
+
+
+def test_images_are_verified_side_by_side_in_order_and_every_refusal_is_counted(
+    cfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = dataclasses.replace(cfg.environments["test"], verify=RULES)
+    checked = dataclasses.replace(cfg, environments={"test": env})
+    refs = [dataclasses.replace(REF, name=f"img{i}") for i in range(6)]
+
+    def fake(image: ImageRef, *_a: object, **_k: object) -> ImageRef:
+        if image.name in {"img1", "img4"}:
+            raise verify.VerificationFailed(f"{image.name}: no provenance attestation")
+        return dataclasses.replace(image, attestations=("sha256:" + "1" * 64,))
+
+    monkeypatch.setattr(verify, "verify_image", fake)
+    with pytest.raises(verify.VerificationFailed) as caught:
+        verify.verify_images(checked, "test", refs, env={})
+    assert caught.value.message == "img1: no provenance attestation (and 1 more image(s) refused)"
+    refs = [r for r in refs if r.name not in {"img1", "img4"}]
+    got = verify.verify_images(checked, "test", refs, env={})
+    assert [r.name for r in got] == ["img0", "img2", "img3", "img5"]
+    assert all(r.attestations for r in got)

@@ -46,3 +46,15 @@ def test_not_ready_without_a_loadable_kubeconfig(tmp_path: Path) -> None:
     assert kube.api_ready(tmp_path / "missing") is False
     (tmp_path / "broken").write_text("clusters: [", encoding="utf-8")
     assert kube.api_ready(tmp_path / "broken") is False
+
+
+def test_preload_imports_the_client_once_and_modules_waits_for_it() -> None:
+    from ci.kube import client
+
+    kube.preload()
+    first = client._Preload.thread
+    kube.preload()
+    assert client._Preload.thread is first is not None
+    (api,) = client.modules("client")
+    assert not first.is_alive()
+    assert hasattr(api, "CoordinationV1Api")
