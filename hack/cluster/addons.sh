@@ -106,16 +106,18 @@ prometheus_up() {
   local op=$cache/bin/prometheus-operator-$PROM_OPERATOR_VERSION
   documents "$op"/crds/*.yaml | apply
   established prometheuses.monitoring.coreos.com servicemonitors.monitoring.coreos.com
-  local operator_image prometheus_image release
+  local operator_image prometheus_image ksm_image release
   operator_image=$(binary_image prometheus-operator "$PROM_OPERATOR_VERSION" prometheus-operator \
     operator prometheus-config-reloader)
   prometheus_image=$(binary_image prometheus "$PROMETHEUS_VERSION" prometheus prometheus)
+  ksm_image=$(binary_image kube-state-metrics "$KSM_VERSION" kube-state-metrics kube-state-metrics)
   release=v3.$(echo "${PROMETHEUS_VERSION#v0.}" | awk -F. '{printf "%d.%s", substr($1,2), $2}')
   # its ServiceMonitor of Traefik goes into Traefik's namespace, which ingress_up creates meanwhile
   wait_for "namespace ingress-nginx" 120 kubectl get namespace ingress-nginx
-  { cat "$op/prometheus-operator-cluster-role.yaml"; echo "---"; render prometheus.yaml; } |
+  { cat "$op/prometheus-operator-cluster-role.yaml"; echo "---"; render prometheus.yaml
+    echo "---"; render kube-state-metrics.yaml; } |
     sed -e "s#@PROM_OPERATOR_IMAGE@#$operator_image#g" -e "s#@PROMETHEUS_IMAGE@#$prometheus_image#g" \
-      -e "s#@PROMETHEUS_RELEASE@#$release#g" | apply
+      -e "s#@PROMETHEUS_RELEASE@#$release#g" -e "s#@KSM_IMAGE@#$ksm_image#g" | apply
 }
 
 prometheus_ready() { # the operator made the StatefulSet and Prometheus answers ready
@@ -125,6 +127,7 @@ prometheus_ready() { # the operator made the StatefulSet and Prometheus answers 
 
 prometheus_wait() {
   kubectl -n monitoring rollout status deploy/prometheus-operator --timeout 120s >/dev/null
+  kubectl -n monitoring rollout status deploy/kube-state-metrics --timeout 120s >/dev/null
   wait_for "Prometheus (statefulset monitoring/prometheus-local)" 180 prometheus_ready
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) the platform add-ons from the Go module proxy into the binary cache that build.sh
 # fills, keyed by version:
-#   hack/cluster/build-addons.sh traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs
+#   hack/cluster/build-addons.sh traefik|gateway-api|prometheus-operator|prometheus|kube-state-metrics|otelcol|jaeger|victorialogs
 #   hack/cluster/build-addons.sh crds   prints the paths of the upstream Gateway API and monitoring
 #                                       CRDs the cluster installs (taken from their modules, nothing
 #                                       compiled); `ci chart validate` reads the same pins as
@@ -113,6 +113,12 @@ build_prometheus() { # the module's v0.3XX.Y is Prometheus 3.XX.Y; UI assets are
   gobuild prometheus $m "$PROMETHEUS_VERSION" "$ld" "$m/cmd/prometheus=prometheus"
 }
 
+build_kube_state_metrics() { # the Kubernetes objects' state as metrics (Jobs, CronJobs, ...)
+  local m=k8s.io/kube-state-metrics/v2 v=github.com/prometheus/common/version
+  local ld="-X $v.Version=${KSM_VERSION#v} -X $v.Revision=release -X $v.Branch=release"
+  gobuild kube-state-metrics $m "$KSM_VERSION" "$ld" "$m=kube-state-metrics"
+}
+
 build_otelcol() { # a distribution made by the OpenTelemetry Collector Builder from builder-config.yaml
   local dir=$work/otelcol-$OTELCOL_VERSION
   rm -rf "$dir" && mkdir -p "$dir" "$out.tmp"
@@ -154,6 +160,7 @@ case ${1:-} in
   gateway-api) build gateway-api "$GATEWAY_API_VERSION" ;;
   prometheus-operator) build prometheus-operator "$PROM_OPERATOR_VERSION" ;;
   prometheus) build prometheus "$PROMETHEUS_VERSION" ;;
+  kube-state-metrics) build kube-state-metrics "$KSM_VERSION" ;;
   otelcol) build otelcol "$OTELCOL_VERSION" ;;
   jaeger) build jaeger "$JAEGER_VERSION" ;;
   victorialogs) build victorialogs "$VICTORIALOGS_VERSION" ;;
@@ -162,5 +169,5 @@ case ${1:-} in
     build monitoring-crds "$PROM_OPERATOR_VERSION"
     ls "$cache/bin/gateway-api-$GATEWAY_API_VERSION"/*.yaml "$cache/bin/monitoring-crds-$PROM_OPERATOR_VERSION"/*.yaml
     ;;
-  *) echo "usage: $0 traefik|gateway-api|prometheus-operator|prometheus|otelcol|jaeger|victorialogs|crds" >&2; exit 2 ;;
+  *) echo "usage: $0 traefik|gateway-api|prometheus-operator|prometheus|kube-state-metrics|otelcol|jaeger|victorialogs|crds" >&2; exit 2 ;;
 esac

@@ -7,7 +7,8 @@
 # one that selects its namespace; the Ingress answering where only namespace ingress-nginx is
 # admitted), `kubectl top node` giving numbers and a CPU HorizontalPodAutoscaler reading a
 # utilisation (metrics-server behind the aggregation layer); and the platform: an HTTPRoute
-# answering through Traefik's Gateway, Prometheus scraping a test ServiceMonitor's target, a span
+# answering through Traefik's Gateway, Prometheus scraping a test ServiceMonitor's target and
+# kube-state-metrics' series of the test Deployment (under its own namespace label), a span
 # sent over OTLP to the collector found through Jaeger's API, a test pod's log line found in
 # VictoriaLogs. An add-on left out at start-up (CLUSTER_ADDONS) is reported SKIP, never PASS.
 #   hack/cluster/test.sh        (exit 0 when every check passed; leaves nothing behind)
@@ -204,6 +205,12 @@ EOF
   retry 240 target_up
 }
 
+ksm_series() { # kube-state-metrics' series of the test Deployment, under its own namespace label
+  proxy monitoring prometheus:9090 \
+    "/api/v1/query?query=kube_deployment_status_replicas_available%7Bnamespace%3D%22$NS%22%2Cdeployment%3D%22web%22%7D" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; sys.exit(0 if r and float(r[0]["value"][1]) == 2 else 1)'
+}
+
 span_json() { # one span of service cluster-test-TOKEN, in OTLP/JSON
   python3 - "$1" "$TOKEN" <<'PY'
 import json, sys, time
@@ -264,6 +271,7 @@ check "Ingress TLS answers on $TLS_URL" retry 60 ingress_tls_answers
 check "HTTPRoute applied (Gateway ingress-nginx/local)" httproute
 check "HTTPRoute answers through Traefik on $INGRESS_URL" retry 60 httproute_answers
 addon_check prometheus "Prometheus scrapes a test ServiceMonitor's targets" servicemonitor_scraped
+addon_check prometheus "kube-state-metrics: the Deployment's replicas in Prometheus" retry 120 ksm_series
 TRACE_ID=$(openssl rand -hex 16)
 addon_check otel "span sent over OTLP to otel-collector.observability" retry 30 span_sent
 addon_check otel,jaeger "the span found through Jaeger's query API" retry 60 span_found

@@ -12,6 +12,7 @@ TRAEFIK_VERSION=${TRAEFIK_VERSION:-v3.6.12}     # v3.7 needs modules the proxy r
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.4.1}  # the release Traefik v3.6 is built against
 PROM_OPERATOR_VERSION=${PROM_OPERATOR_VERSION:-v0.85.0}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}     # the module version of Prometheus 3.x
+KSM_VERSION=${KSM_VERSION:-v2.20.0}                    # kube-state-metrics, beside Prometheus
 OTELCOL_VERSION=${OTELCOL_VERSION:-v0.160.0}           # the newest release k8sattributesprocessor is served at
 JAEGER_VERSION=${JAEGER_VERSION:-v1.76.0}              # the module version; cmd/jaeger is Jaeger v2
 VICTORIALOGS_VERSION=${VICTORIALOGS_VERSION:-v1.52.1}
