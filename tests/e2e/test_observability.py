@@ -301,6 +301,37 @@ def test_the_backend_log_line_of_that_trace_is_in_the_log_store(
     assert any("created" in m for m in messages), messages
 
 
+def backup_ran(local: E2E, prom: Api) -> None:
+    """One backup Job of the release's CronJob, run now and complete, and kube-state-metrics
+    reporting it: the backup panels read the CronJob's last success and its Jobs' counts.
+
+    Named like the CronJob's own Jobs (``<cronjob>-<number>``), so the backup alerts, which
+    select them by that name, see it too; owned by the CronJob (``--from``), so its controller
+    records the success in ``status.lastSuccessfulTime``.
+    """
+    cron = f"{RELEASE}-backup"
+    job = f"{cron}-{int(time.time())}"
+    local.kubectl("create", "job", job, f"--from=cronjob/{cron}", "-n", NAMESPACE)
+    done = local.kubectl(
+        "wait", f"job/{job}", "-n", NAMESPACE, "--for=condition=Complete", "--timeout=300s",
+        timeout=330, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, (
+        exited(f"kubectl wait job/{job} complete", done)
+        + "\n"
+        + (local.kubectl("logs", f"job/{job}", "-n", NAMESPACE, check=False).stdout[-2000:])
+    )
+    query = f'kube_cronjob_status_last_successful_time{{namespace="{NAMESPACE}", cronjob="{cron}"}}'
+
+    def last_success() -> list[Any]:
+        return list(answer(prom, "/api/v1/query", {"query": query})["data"]["result"])
+
+    seen = within(180, last_success, bool)
+    assert seen, f"Prometheus has no {query} 180s after {job} completed" + (
+        kube_state_metrics_note(prom, [{"query": query}])
+    )
+
+
 def kube_state_metrics_note(prom: Api, failed: list[dict[str, Any]]) -> str:
     """Why panels on kube-state-metrics series have no data, when this Prometheus has none."""
     if not any("kube_" in p["query"] for p in failed):
@@ -317,8 +348,10 @@ def test_every_dashboard_panel_returns_data(
     """`ci observe check` asks about every panel of the shipped dashboard, and each has data.
 
     Smoke traffic first, twice more: a request counter's series starts at its first request,
-    which rate() cannot count, so one run on a fresh pod leaves the latency panels at NaN.
+    which rate() cannot count, so one run on a fresh pod leaves the latency panels at NaN. And
+    one backup, for the backup panels.
     """
+    backup_ran(local, apis["prometheus"])
     for _ in range(2):
         again = local.ci("smoke", "--env", ENV, "--no-rollback", timeout=600)
         assert again.returncode == 0, exited(f"ci smoke --env {ENV}", again)
