@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,10 +86,9 @@ def run(
     if opts.release_manifest is not None:
         record = release.read_release(opts.release_manifest)
         promotion.check(plan.env, record, repo=cfg.root, source=str(opts.release_manifest))
-    if verify is not None:
-        plan = dataclasses.replace(plan, images=verify(plan))
     helm = helmlib.find(opts.helm_major)
-    inputs.check(cfg, helm, plan, client_for or inputs.anonymous_clients(cfg), validator)
+    clients = client_for or inputs.anonymous_clients(cfg)
+    plan = _checked(cfg, helm, plan, verify=verify, client_for=clients, validator=validator)
     with kube.access(plan.env) as acc:
         client = kube.connect(acc)
         result = Result(plan, since=datetime.now(UTC))
@@ -122,6 +122,30 @@ def run(
     result.record_path = release.write_release(_record(plan, result), out_dir)
     result.duration = time.monotonic() - started
     return result
+
+
+def _checked(
+    cfg: Config,
+    helm: helmlib.Helm,
+    plan: Plan,
+    *,
+    verify: Verifier | None,
+    client_for: ClientFor,
+    validator: inputs.Validator | None,
+) -> Plan:
+    """The plan with its images verified, once its inputs are known good; nothing has
+    touched the cluster yet.
+
+    Verification (signatures, attestations) and the input checks (digests, render, schemas)
+    read the same digests and wait on different programs, so they run side by side; a
+    refused image is reported before an input problem, as when they ran one after the other.
+    """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="inputs") as pool:
+        verified = pool.submit(verify, plan) if verify is not None else None
+        checked = pool.submit(inputs.check, cfg, helm, plan, client_for, validator)
+        images = verified.result() if verified is not None else plan.images
+        checked.result()
+    return dataclasses.replace(plan, images=images)
 
 
 @dataclass(frozen=True)
@@ -174,43 +198,54 @@ def _show_diff(
 
 def _decide(d: _Deploy, history: list[dict[str, Any]]) -> skip.Decision:
     """Upgrade unless a later commit is live, or the rendered manifests equal the live,
-    healthy, undrifted release. The commits are compared first: it costs no rendering."""
+    healthy, undrifted release.
+
+    The facts a skip needs (the live commit, the live manifest, this run's render against the
+    cluster, the workloads' state) are independent reads that each wait on Helm or the API
+    server, so they are asked side by side; their answers are then weighed in the order a
+    person would check them. A release that is not ``deployed`` needs none of them.
+    """
     from ci import kube
 
-    cluster, client, plan, opts = d.cluster, d.client, d.plan, d.opts
+    cluster, plan, opts = d.cluster, d.plan, d.opts
     status = _last_status(history)
     if opts.force or status != "deployed":
         return skip.decide(force=opts.force, status=status, changes=0, not_ready=[], drifted=[])
-    later = _live_is_later(d)
-    if later:
-        return skip.decide(
-            force=False, status=status, changes=0, not_ready=[], drifted=[], live_is_later=later
-        )
-    live = cluster.manifest()
-    changes = diff_manifests(live, cluster.render_live(plan), plan.env.namespace).changes
-    not_ready: list[str] = []
-    drifted: list[str] = []
-    if not changes:
-        ns = plan.env.namespace
-        release = index_manifests(live, ns)
-        not_ready = skip.unready(kube.status_lines(client, ns, settled=True), release)
-        if not not_ready:
-            objects = skip.index_live(cluster.live_objects(live), ns)
-            drifted = skip.drift(release, objects)
+    ns = plan.env.namespace
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="skip-facts") as pool:
+        live_sha = pool.submit(cluster.live_git_sha)
+        live = pool.submit(cluster.manifest)
+        rendered = pool.submit(cluster.render_live, plan)
+        states = pool.submit(kube.status_lines, d.client, ns, settled=True)
+        objects = pool.submit(lambda: cluster.live_objects(live.result()))
+        later = _live_is_later(d, live_sha.result())
+        if later:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return skip.decide(
+                force=False, status=status, changes=0, not_ready=[], drifted=[],
+                live_is_later=later,
+            )  # fmt: skip
+        changes = diff_manifests(live.result(), rendered.result(), ns).changes
+        not_ready: list[str] = []
+        drifted: list[str] = []
+        if not changes:
+            release = index_manifests(live.result(), ns)
+            not_ready = skip.unready(states.result(), release)
+            if not not_ready:
+                drifted = skip.drift(release, skip.index_live(objects.result(), ns))
     return skip.decide(
         force=False, status=status, changes=len(changes), not_ready=not_ready, drifted=drifted
     )
 
 
-def _live_is_later(d: _Deploy) -> str:
-    """The live release's commit when it descends from this run's, else empty.
+def _live_is_later(d: _Deploy, live: str) -> str:
+    """The live release's commit (``live``) when it descends from this run's, else empty.
 
     Deploys wait for each other on the Lease in no particular order, so an older push can
     get it after a newer one was deployed; it must not put the older commit back. When git
     cannot tell (a shallow clone, a commit it does not have), the deploy goes ahead as it
     would without the check, saying so in one line.
     """
-    live = d.cluster.live_git_sha()
     lineage = promotion.later(d.repo, d.plan.git_sha, live)
     if lineage.later is None:
         d.report.line(

@@ -74,6 +74,34 @@ def test_digests_present_in_the_registry_pass(plan: deploy.Plan) -> None:
     assert len(registry.asked) == len(plan.images)
 
 
+def test_a_refused_image_is_reported_before_an_input_problem(
+    cfg: config.Config, plan: deploy.Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification and the input checks run side by side; the refusal still comes first."""
+    from ci.deploy import step
+
+    def bad_inputs(*_a: object, **_k: object) -> str:
+        raise DeployError("image backend: digest not found in its registry")
+
+    def refuse(_plan: deploy.Plan) -> list[Any]:
+        raise DeployError("image backend: no provenance attestation")
+
+    monkeypatch.setattr(inputs, "check", bad_inputs)
+    fake = helm.Helm("helm", "v3.22.0")
+    with pytest.raises(DeployError, match="no provenance"):
+        step._checked(cfg, fake, plan, verify=refuse, client_for=None, validator=None)  # type: ignore[arg-type]
+    with pytest.raises(DeployError, match="digest not found"):
+        step._checked(cfg, fake, plan, verify=None, client_for=None, validator=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(inputs, "check", lambda *_a, **_k: "")
+    marked = [i.name for i in plan.images][::-1]
+
+    def verified(p: deploy.Plan) -> list[Any]:
+        return list(reversed(p.images))
+
+    checked = step._checked(cfg, fake, plan, verify=verified, client_for=None, validator=None)  # type: ignore[arg-type]
+    assert [i.name for i in checked.images] == marked
+
+
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [
