@@ -119,12 +119,18 @@ build_pause() { # a static pause: sleep until a signal; no libc needed
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
-# timed NAME DIR: run build_NAME; when it compiled, note the seconds in DIR/.build-seconds
+# timed NAME DIR: run build_NAME; when it compiled, note the seconds in DIR/.build-seconds.
+# One build of a component at a time (a lock per component, as in build-addons.sh): a second
+# cluster-up, or another clone's, waits for the build under way instead of removing its folder.
 timed() {
   local name=$1 out=$2 t0=$SECONDS
   [[ -d $out ]] && return 0
+  exec 8>"$cache/bin/.$name.lock"
+  flock 8
+  [[ -d $out ]] && { exec 8>&-; return 0; }
   "build_$name"
   echo $((SECONDS - t0)) >"$out/.build-seconds"
+  exec 8>&-
   log "$name built in $((SECONDS - t0)) s"
 }
 
