@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,13 @@ def install(
     specs = [] if only_crds else expand_names(names)
     target_dir = tools_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    results = [_install_one(spec, target_dir, on_progress) for spec in specs]
+    # the version probes of a warm run are independent programs: asked side by side
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool-probe") as pool:
+        at_pin = list(pool.map(lambda s: _at_pin(target_dir / s.binary, s), specs))
+    results = [
+        _install_one(spec, target_dir, on_progress, linked=ok)
+        for spec, ok in zip(specs, at_pin, strict=True)
+    ]
     results += [_install_crds(spec, on_progress) for spec in _crd_specs(names)]
     _link_default_helm(target_dir)
     clear_cache()
@@ -123,10 +130,13 @@ def _install_crds(spec: CrdSpec, on_progress: Progress) -> InstallResult:
     return InstallResult(spec.name, spec.version, crds.schema_dir(spec), action, seconds)
 
 
-def _install_one(spec: ToolSpec, target_dir: Path, on_progress: Progress) -> InstallResult:
+def _install_one(
+    spec: ToolSpec, target_dir: Path, on_progress: Progress, *, linked: bool
+) -> InstallResult:
+    """One tool; ``linked``: its link already runs the pinned version (probed beforehand)."""
     started = time.monotonic()
     link = target_dir / spec.binary
-    if _at_pin(link, spec):
+    if linked:
         notes = _plugin_link(spec, link)
         return InstallResult(
             spec.name, spec.version, link, "skipped", time.monotonic() - started, notes
