@@ -184,6 +184,37 @@ def test_runner_reports_the_failing_response_after_the_deadline(
     assert any("retrying" in line for line in lines)
 
 
+def test_helm_test_runs_beside_the_other_checks_and_is_reported_in_its_place(
+    cfg: config.Config, server: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helm test only finishes once the HTTP check after it has run: side by side."""
+    url, _ = server
+    http = tuple(c for c in cfg.smoke.checks if c.name in {"frontend", "backend-health"})
+    checks = (http[0], check(name="helm-test", type="helm-test"), http[1])
+    later_ran = threading.Event()
+    target = smoke.Target(cfg.environments["staging"], url)
+    runner = smoke.Runner(cfg, target, interval=0.05)
+    http_attempt = runner._http
+
+    def helm_test(_result: smoke.CheckResult) -> smoke.Verdict:
+        return smoke.Verdict(later_ran.wait(timeout=10), "waited for the HTTP check")
+
+    def http_then_signal(c: SmokeCheck, result: smoke.CheckResult) -> smoke.Verdict:
+        verdict = http_attempt(c, result)
+        if c.name == "backend-health" and verdict.ok:
+            later_ran.set()
+        return verdict
+
+    monkeypatch.setattr(runner, "_helm_test", helm_test)
+    monkeypatch.setattr(runner, "_http", http_then_signal)
+    results = runner.run(checks)
+    assert [(r.name, r.status) for r in results] == [
+        ("frontend", "passed"),
+        ("helm-test", "passed"),
+        ("backend-health", "passed"),
+    ]
+
+
 def test_unsaved_variable_fails_the_check(
     cfg: config.Config, server: tuple[str, dict[str, Any]]
 ) -> None:
