@@ -52,20 +52,16 @@ def diagnose(
         reports[name] = PodReport(name, problem, kube.pod_logs(namespace, pod))
     events = [
         e
-        for e in kube.items(kube.core.list_namespaced_event(namespace, _request_timeout=10))
+        for e in kube.list("v1", "events", namespace)
         if e.get("type") == "Warning" and event_since(e, since)
     ]
     events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
     hook_logs: dict[str, str] = {}
-    for job in kube.items(kube.batch.list_namespaced_job(namespace, _request_timeout=10)):
+    for job in kube.list("batch/v1", "jobs", namespace):
         if not is_hook(job):
             continue
         name = job["metadata"]["name"]
-        pods = kube.items(
-            kube.core.list_namespaced_pod(
-                namespace, label_selector=f"job-name={name}", _request_timeout=10
-            )
-        )
+        pods = kube.list("v1", "pods", namespace, labelSelector=f"job-name={name}")
         hook_logs[name] = "\n".join(kube.pod_logs(namespace, p, lines=30) for p in pods[-1:])
     not_ready = [line for line, done in status_lines(kube, namespace) if not done]
     return Diagnosis(

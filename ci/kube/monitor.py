@@ -31,14 +31,14 @@ def status_lines(kube: Kube, namespace: str, *, settled: bool = False) -> list[t
     """``(line, done)`` per workload, Job and claim in the namespace, as it stands now
     (``settled``: workloads done once their rollout is over, see ``workload_line``)."""
     out = []
-    for d in kube.items(kube.apps.list_namespaced_deployment(namespace, _request_timeout=10)):
+    for d in kube.list("apps/v1", "deployments", namespace):
         out.append(workload_line("Deployment", d, settled=settled))
-    for s in kube.items(kube.apps.list_namespaced_stateful_set(namespace, _request_timeout=10)):
+    for s in kube.list("apps/v1", "statefulsets", namespace):
         out.append(workload_line("StatefulSet", s, settled=settled))
-    for j in kube.items(kube.batch.list_namespaced_job(namespace, _request_timeout=10)):
+    for j in kube.list("batch/v1", "jobs", namespace):
         out.append(job_line(j))
-    claims = kube.core.list_namespaced_persistent_volume_claim(namespace, _request_timeout=10)
-    out += [pvc_line(c) for c in kube.items(claims)]
+    claims = kube.list("v1", "persistentvolumeclaims", namespace)
+    out += [pvc_line(c) for c in claims]
     return out
 
 
@@ -47,7 +47,7 @@ def progress_lines(kube: Kube, namespace: str) -> list[str]:
 
 
 def pods_with_problems(kube: Kube, namespace: str) -> list[tuple[dict[str, Any], str]]:
-    pods = kube.items(kube.core.list_namespaced_pod(namespace, _request_timeout=10))
+    pods = kube.list("v1", "pods", namespace)
     found = []
     for pod in pods:
         problem = pod_problem(pod)

@@ -25,6 +25,8 @@ class FakeApi:
     url: str = ""
     status: int = 200
     seen: list[tuple[str, str | None]] = field(default_factory=list)
+    #: Other paths' answers: path (without the query) -> (status, JSON body).
+    routes: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -35,8 +37,13 @@ def serve() -> Iterator[FakeApi]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             api.seen.append((self.path, self.headers.get("Authorization")))
-            body = b"ok" if api.status == 200 else b"[-]etcd failed"
-            self.send_response(api.status)
+            status, body = api.status, b"ok" if api.status == 200 else b"[-]etcd failed"
+            route = api.routes.get(self.path.split("?")[0].rstrip("/"))
+            if route is not None:
+                status, body = route[0], route[1].encode()
+            elif self.path != "/readyz":
+                status, body = 404, b'{"kind": "Status", "code": 404}'
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -9,12 +9,21 @@ from pathlib import Path
 import pytest
 
 from ci import kube
+from ci.errors import EnvironmentNotReady
 from tests.unit.fake_api import TOKEN, FakeApi, kubeconfig, serve
+
+
+VERSION = (
+    '{"major": "1", "minor": "34", "gitVersion": "v1.34.4", "gitCommit": "x", "gitTreeState":'
+    ' "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc",'
+    ' "platform": "linux/amd64"}'
+)
 
 
 @pytest.fixture
 def api() -> Iterator[FakeApi]:
     with serve() as fake:
+        fake.routes["/version"] = (200, VERSION)
         yield fake
 
 
@@ -58,3 +67,34 @@ def test_preload_imports_the_client_once_and_modules_waits_for_it() -> None:
     (api,) = client.modules("client")
     assert not first.is_alive()
     assert hasattr(api, "CoordinationV1Api")
+
+
+def test_list_reads_the_apis_json_without_models(api: FakeApi, tmp_path: Path) -> None:
+    api.routes["/apis/batch/v1/namespaces/ns/jobs"] = (
+        200,
+        '{"kind": "JobList", "items": [{"metadata": {"name": "migrate",'
+        ' "creationTimestamp": "2026-12-07T22:00:00Z"}, "status": {"succeeded": 1}}]}',
+    )
+    conn = kube.connect(kube.Access(str(kubeconfig(tmp_path / "kc", api.url)), None, "test"))
+    jobs = conn.list("batch/v1", "jobs", "ns", labelSelector="job-name=migrate")
+    assert jobs == [
+        {
+            "metadata": {"name": "migrate", "creationTimestamp": "2026-12-07T22:00:00Z"},
+            "status": {"succeeded": 1},
+        }
+    ]
+    path, auth = api.seen[-1]
+    assert path == "/apis/batch/v1/namespaces/ns/jobs?labelSelector=job-name%3Dmigrate"
+    assert auth == f"Bearer {TOKEN}"
+
+
+def test_get_answers_404_as_absent_and_raises_on_other_errors(api: FakeApi, tmp_path: Path) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    conn = kube.connect(kube.Access(str(kubeconfig(tmp_path / "kc", api.url)), None, "test"))
+    assert conn.get("/api/v1/namespaces/gone") == (404, {})
+    api.routes["/api/v1/namespaces/broken"] = (500, '{"message": "etcd"}')
+    with pytest.raises(ApiException):
+        conn.get("/api/v1/namespaces/broken")
+    with pytest.raises(EnvironmentNotReady, match="namespace broken: 500"):
+        conn.ensure_namespace("broken", {})
