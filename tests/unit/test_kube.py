@@ -1,4 +1,4 @@
-"""kube.api_ready against an in-process HTTP server standing in for an API server."""
+"""kube: readiness, lists and reads against an in-process HTTP server standing in for an API server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from ci import kube
 from ci.errors import EnvironmentNotReady
 from tests.unit.fake_api import TOKEN, FakeApi, kubeconfig, serve
-
 
 VERSION = (
     '{"major": "1", "minor": "34", "gitVersion": "v1.34.4", "gitCommit": "x", "gitTreeState":'
