@@ -1,4 +1,4 @@
-"""kube: readiness, lists and reads against an in-process HTTP server standing in for an API server."""
+"""kube: readiness, lists and reads against an in-process stand-in for an API server."""
 
 from __future__ import annotations
 
