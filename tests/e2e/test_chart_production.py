@@ -234,6 +234,8 @@ def test_upgrade_keeps_every_generated_password(e2e: E2E, install: list[str]) ->
 
 
 def test_reinstall_with_the_kept_volumes_finds_the_data(e2e: E2E, install: list[str]) -> None:
+    # the upgrade test before it may leave the ingress on a backend pod still being replaced
+    wait_for_api(e2e)
     status, body = get(e2e, "/api/schedules", {"title": "kept", "startsAt": "2032-01-01T09:00:00Z"})
     assert status == 201, body
     created = json.loads(body)["id"]
