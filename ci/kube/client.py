@@ -93,11 +93,22 @@ class Kube:
     def get(self, path: str, **query: str) -> tuple[int, dict[str, Any]]:
         """``GET path`` as ``(status, JSON)``; 404 is ``(404, {})``, other errors raise."""
         (exceptions,) = modules("client.exceptions")
+        response = self._request(path, "application/json", **query)
+        if response.status == 404:
+            return 404, {}
+        if not 200 <= response.status < 300:
+            raise exceptions.ApiException(http_resp=response)
+        data = json.loads(response.data or b"{}")
+        return int(response.status), data if isinstance(data, dict) else {}
+
+    def _request(self, path: str, accept: str, **query: str) -> Any:
+        """An untyped GET through the client's own connection pool (its TLS and client
+        certificates) with its bearer token, if any; the response, whatever its status."""
         method, url, headers, body, post = self.api.param_serialize(
             "GET",
             path,
             query_params=list(query.items()),
-            header_params={"Accept": "application/json"},
+            header_params={"Accept": accept},
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(
@@ -105,12 +116,7 @@ class Kube:
             _request_timeout=self.timeout,
         )  # fmt: skip
         response.read()
-        if response.status == 404:
-            return 404, {}
-        if not 200 <= response.status < 300:
-            raise exceptions.ApiException(http_resp=response)
-        data = json.loads(response.data or b"{}")
-        return int(response.status), data if isinstance(data, dict) else {}
+        return response
 
     def server_version(self) -> str:
         """The API server's version; ``EnvironmentNotReady`` (exit 3) when it does not answer."""
@@ -123,21 +129,11 @@ class Kube:
         return str(info.git_version)
 
     def ready(self) -> bool:
-        """True when the API server answers ``/readyz`` with 200: serving, not just listening.
-
-        There is no typed API for ``/readyz``; the request goes through the client's own
-        connection pool (its TLS and client certificates) with its bearer token, if any.
-        """
-        conf = self.api.configuration
-        auth = conf.auth_settings().get("BearerToken") or {}
-        headers = {auth["key"]: auth["value"]} if auth.get("value") else {}
+        """True when the API server answers ``/readyz`` with 200: serving, not just listening."""
         try:
-            response = self.api.rest_client.request(
-                "GET", conf.host + "/readyz", headers=headers, _request_timeout=self.timeout
-            )
-        except Exception:  # refused, timed out, TLS or an error status: all "not ready"
+            return int(self._request("/readyz", "text/plain").status) == 200
+        except Exception:  # refused, timed out or TLS: all "not ready"
             return False
-        return int(response.status) == 200
 
     def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> str:
         """Create the namespace with ``labels``, or add missing labels; say which happened."""
