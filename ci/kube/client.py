@@ -184,8 +184,9 @@ class Kube:
         return text
 
 
-#: The parts of the ``kubernetes`` package a deploy uses: the modules, then the API classes
-#: its client package only imports when they are first named (about a second of CPU in all).
+#: The parts of the ``kubernetes`` package every deploy uses: the modules, then the small API
+#: classes its client package only imports when they are first named (the large ones, made
+#: lazily by ``Kube``, are left to the deploys that need them).
 PRELOADED_MODULES = ("client", "client.exceptions", "config", "watch")
 PRELOADED_APIS = ("VersionApi", "CoordinationV1Api")
 
